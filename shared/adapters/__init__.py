@@ -1,0 +1,1 @@
+"""Implementations of the ports: local (files, SQLite) and gcp (Google Cloud)."""

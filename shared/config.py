@@ -1,0 +1,80 @@
+"""One frozen settings object read from the environment; nothing else reads os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shared.errors import ConfigurationError
+
+_BACKENDS = ("local", "gcp")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigurationError(f"{name} must be an integer, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ConfigurationError(f"{name} must be true or false, got {raw!r}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every tunable of the process, with the defaults of embedded mode."""
+
+    backend: str = "local"
+    data_dir: Path = Path("./dicomstore-data")
+    host: str = "127.0.0.1"
+    port: int = 8080
+    default_store: str = "projects/local/locations/local/datasets/default/dicomStores/default"
+    create_default_store: bool = True
+    auth_token: str | None = None
+    public_base_url: str | None = None
+    queue_workers: int = 2
+    server_threads: int = 8
+    fsync: bool = True
+    log_json: bool = False
+    log_level: str = "INFO"
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read DICOMSTORE_* (and PORT) variables, failing loudly on malformed values."""
+        env = os.environ if env is None else env
+        backend = env.get("DICOMSTORE_BACKEND", "local")
+        if backend not in _BACKENDS:
+            raise ConfigurationError(f"DICOMSTORE_BACKEND must be one of {_BACKENDS}, got {backend!r}")
+        return cls(
+            backend=backend,
+            data_dir=Path(env.get("DICOMSTORE_DATA_DIR", "./dicomstore-data")),
+            host=env.get("DICOMSTORE_HOST", "127.0.0.1"),
+            port=_int(env, "PORT", 8080, minimum=0),
+            default_store=env.get("DICOMSTORE_DEFAULT_STORE", cls.default_store),
+            create_default_store=_bool(env, "DICOMSTORE_CREATE_DEFAULT_STORE", True),
+            auth_token=env.get("DICOMSTORE_AUTH_TOKEN") or None,
+            public_base_url=(env.get("DICOMSTORE_PUBLIC_BASE_URL") or None),
+            queue_workers=_int(env, "DICOMSTORE_QUEUE_WORKERS", 2, minimum=1),
+            server_threads=_int(env, "DICOMSTORE_SERVER_THREADS", 8, minimum=1),
+            fsync=_bool(env, "DICOMSTORE_FSYNC", True),
+            log_json=_bool(env, "DICOMSTORE_LOG_JSON", False),
+            log_level=env.get("DICOMSTORE_LOG_LEVEL", "INFO").upper(),
+        )

@@ -1,0 +1,1 @@
+"""DICOM codecs, parsing, DICOM JSON/XML, multipart and media types, QIDO queries."""

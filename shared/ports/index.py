@@ -1,0 +1,81 @@
+"""Index: stores, instance records and QIDO search; the metadata database of the product."""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
+from shared.domain.search import SearchQuery
+
+
+@runtime_checkable
+class Index(Protocol):
+    """Errors: NotFound, AlreadyExists, InvalidArgument, as documented per method."""
+
+    # --- stores -----------------------------------------------------------------------
+    def create_store(self, store: StoreRecord) -> StoreRecord:
+        """Insert a store; AlreadyExists if the name is taken."""
+        ...
+
+    def get_store(self, name: str) -> StoreRecord:
+        """The store of that resource name; NotFound otherwise."""
+        ...
+
+    def list_stores(
+        self, dataset: str, page_size: int, page_token: str | None
+    ) -> tuple[list[StoreRecord], str | None]:
+        """Stores of a dataset ordered by name, and the token of the next page (None at end)."""
+        ...
+
+    def update_store(self, store: StoreRecord) -> StoreRecord:
+        """Replace labels and config of an existing store; NotFound otherwise."""
+        ...
+
+    def delete_store(self, name: str) -> list[InstanceRecord]:
+        """Remove the store and every instance row; returns the removed rows (for blob purge)."""
+        ...
+
+    # --- instances --------------------------------------------------------------------
+    def add_instance(self, record: InstanceRecord) -> InstanceRecord:
+        """Insert the record unless a row with the same (store, study, series, sop) exists.
+
+        Returns the row that is in the index afterwards: `record` itself when inserted, else the
+        existing one (in any state), so that callers compare checksums. Race-free.
+        """
+        ...
+
+    def get_instance(self, store_id: str, study: str, series: str, sop: str) -> InstanceRecord:
+        """The ACTIVE instance; NotFound if absent or being deleted."""
+        ...
+
+    def list_instances(
+        self, store_id: str, study: str, series: str | None = None
+    ) -> list[InstanceRecord]:
+        """ACTIVE instances of a study or series ordered by series, InstanceNumber, SOP UID."""
+        ...
+
+    def find_study_uid(self, store_id: str, series: str) -> str | None:
+        """The study holding this series, for series-level routes without the study."""
+        ...
+
+    def search(self, store_id: str, query: SearchQuery) -> list[DicomJson]:
+        """Matching ACTIVE results of the query's level, deterministic order, paged.
+
+        Each result is the DICOM JSON of the level merged with its parents' attributes
+        (study; study+series; study+series+instance) before includefield projection.
+        """
+        ...
+
+    def is_deleting(self, store_id: str, study: str, series: str | None = None) -> bool:
+        """True while a study (or series) delete operation is purging it."""
+        ...
+
+    def mark_deleting(
+        self, store_id: str, study: str, series: str | None = None
+    ) -> list[InstanceRecord]:
+        """Hide the study/series at once (state DELETING); returns the rows to purge."""
+        ...
+
+    def remove_instances(self, store_id: str, keys: list[tuple[str, str, str]]) -> int:
+        """Delete these rows (any state); returns how many existed. Idempotent."""
+        ...

@@ -1,0 +1,1 @@
+"""Use cases: store, search, retrieve, delete, operations, store administration."""

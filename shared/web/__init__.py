@@ -1,0 +1,1 @@
+"""HTTP layer: Healthcare-API routing, response builders and the error-to-status table."""
