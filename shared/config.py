@@ -62,7 +62,9 @@ class Settings:
         env = os.environ if env is None else env
         backend = env.get("DICOMSTORE_BACKEND", "local")
         if backend not in _BACKENDS:
-            raise ConfigurationError(f"DICOMSTORE_BACKEND must be one of {_BACKENDS}, got {backend!r}")
+            raise ConfigurationError(
+                f"DICOMSTORE_BACKEND must be one of {_BACKENDS}, got {backend!r}"
+            )
         return cls(
             backend=backend,
             data_dir=Path(env.get("DICOMSTORE_DATA_DIR", "./dicomstore-data")),

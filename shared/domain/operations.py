@@ -46,11 +46,8 @@ class Operation:
         return self.name.rsplit("/", 1)[-1]
 
     def to_json(self) -> dict[str, Any]:
-        counter = {
-            k: str(v)
-            for k, v in (("success", self.success), ("failure", self.failure), ("pending", self.pending))
-            if v
-        }
+        counts = (("success", self.success), ("failure", self.failure), ("pending", self.pending))
+        counter = {k: str(v) for k, v in counts if v}
         metadata: dict[str, Any] = {
             "@type": METADATA_TYPE,
             "apiMethodName": self.api_method_name,
