@@ -53,6 +53,6 @@ class BlobStore(Protocol):
         """Remove the object; True if it existed. Deleting a missing key is not an error."""
         ...
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def list_keys(self, prefix: str) -> Iterator[str]:
         """Keys starting with `prefix`, in lexicographic order."""
         ...

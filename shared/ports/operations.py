@@ -19,7 +19,7 @@ class OperationStore(Protocol):
         """The operation with counters summed from its shards; NotFound otherwise."""
         ...
 
-    def list(
+    def list_operations(
         self, dataset: str, page_size: int, page_token: str | None
     ) -> tuple[list[Operation], str | None]:
         """Operations of a dataset, newest first, and the next page token."""
