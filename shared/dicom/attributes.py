@@ -1,0 +1,101 @@
+"""Google's QIDO attribute sets per level, level splitting and includefield projection."""
+
+from __future__ import annotations
+
+from pydicom import datadict
+
+from shared.domain.records import DicomJson
+from shared.domain.search import Level, SearchQuery
+
+
+def tag_of(keyword: str) -> str:
+    """The 8 upper-case hex digit tag of a DICOM keyword; KeyError if pydicom does not know it."""
+    tag = datadict.tag_for_keyword(keyword)
+    if tag is None:
+        raise KeyError(keyword)
+    return f"{tag:08X}"
+
+
+def _tags(keywords: str) -> frozenset[str]:
+    return frozenset(tag_of(keyword) for keyword in keywords.split())
+
+
+STUDY_UID = tag_of("StudyInstanceUID")
+SERIES_UID = tag_of("SeriesInstanceUID")
+SOP_UID = tag_of("SOPInstanceUID")
+
+# Spec 3.4: returned by default per level.
+STUDY_DEFAULT = _tags(
+    "SpecificCharacterSet StudyDate StudyTime AccessionNumber InstanceAvailability "
+    "ReferringPhysicianName TimezoneOffsetFromUTC PatientName PatientID PatientBirthDate "
+    "PatientSex StudyInstanceUID StudyID"
+)
+SERIES_DEFAULT = _tags(
+    "SpecificCharacterSet Modality TimezoneOffsetFromUTC SeriesDescription SeriesInstanceUID "
+    "PerformedProcedureStepStartDate PerformedProcedureStepStartTime RequestAttributesSequence"
+)
+INSTANCE_DEFAULT = _tags(
+    "SpecificCharacterSet SOPClassUID SOPInstanceUID InstanceAvailability "
+    "TimezoneOffsetFromUTC InstanceNumber Rows Columns BitsAllocated NumberOfFrames"
+)
+
+# Spec 3.4: added by includefield=all (instances: every attribute of the instance).
+STUDY_ALL_EXTRA = _tags(
+    "PersonIdentificationCodeSequence PersonAddress PersonTelephoneNumbers "
+    "PersonTelecomInformation InstitutionName InstitutionAddress InstitutionCodeSequence "
+    "ReferringPhysicianIdentificationSequence ConsultingPhysicianName "
+    "ConsultingPhysicianIdentificationSequence IssuerOfAccessionNumberSequence "
+    "LocalNamespaceEntityID UniversalEntityID UniversalEntityIDType StudyDescription "
+    "PhysiciansOfRecord PhysiciansOfRecordIdentificationSequence NameOfPhysiciansReadingStudy "
+    "PhysiciansReadingStudyIdentificationSequence RequestingServiceCodeSequence "
+    "ReferencedStudySequence ProcedureCodeSequence ReasonForPerformedProcedureCodeSequence"
+)
+SERIES_ALL_EXTRA = _tags("SeriesNumber Laterality SeriesDate SeriesTime")
+
+STUDY_ATTRIBUTES = STUDY_DEFAULT | STUDY_ALL_EXTRA
+SERIES_ATTRIBUTES = SERIES_DEFAULT | SERIES_ALL_EXTRA
+
+# Google never returns pixel data from a search, even with includefield=all or by name.
+NEVER_RETURNED = _tags("PixelData FloatPixelData DoubleFloatPixelData")
+
+_UIDS_AT = {
+    Level.STUDY: frozenset({STUDY_UID}),
+    Level.SERIES: frozenset({STUDY_UID, SERIES_UID}),
+    Level.INSTANCE: frozenset({STUDY_UID, SERIES_UID, SOP_UID}),
+}
+_DEFAULT_AT = {
+    Level.STUDY: STUDY_DEFAULT,
+    Level.SERIES: SERIES_DEFAULT,
+    Level.INSTANCE: INSTANCE_DEFAULT,
+}
+_ALL_AT = {
+    Level.STUDY: STUDY_ATTRIBUTES,
+    Level.SERIES: SERIES_ATTRIBUTES,
+}
+
+
+def _pick(metadata: DicomJson, tags: frozenset[str]) -> DicomJson:
+    return {tag: element for tag, element in metadata.items() if tag in tags}
+
+
+def split_levels(metadata: DicomJson) -> tuple[DicomJson, DicomJson]:
+    """The study and series attributes (defaults plus includefield=all sets) of one instance."""
+    return _pick(metadata, STUDY_ATTRIBUTES), _pick(metadata, SERIES_ATTRIBUTES)
+
+
+def returned_tags(query: SearchQuery) -> frozenset[str] | None:
+    """Tags a search of this query returns; None means every attribute of the result."""
+    if query.include_all and query.level is Level.INSTANCE:
+        return None
+    base = _ALL_AT[query.level] if query.include_all else _DEFAULT_AT[query.level]
+    return base | query.include_tags | _UIDS_AT[query.level]
+
+
+def project(result: DicomJson, query: SearchQuery) -> DicomJson:
+    """Keep the attributes of the query's level that includefield asks for, in tag order."""
+    wanted = returned_tags(query)
+    return {
+        tag: result[tag]
+        for tag in sorted(result)
+        if tag not in NEVER_RETURNED and (wanted is None or tag in wanted)
+    }

@@ -1,0 +1,476 @@
+"""Transfer-syntax transcoding and frame decoding on top of pydicom and its pixel plugins."""
+
+from __future__ import annotations
+
+import io
+import logging
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from shared.dicom.parse import (
+    DOUBLE_FLOAT_PIXEL_DATA,
+    FLOAT_PIXEL_DATA,
+    PIXEL_DATA,
+    native_frame_bits,
+    read_transfer_syntax,
+)
+from shared.errors import DicomStoreError, InvalidArgument, InvalidDicom, NotAcceptable
+
+if TYPE_CHECKING:
+    import numpy as np
+
+logger = logging.getLogger(__name__)
+
+IMPLICIT_VR_LE = "1.2.840.10008.1.2"
+EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
+DEFLATED_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1.99"
+EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
+JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
+JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
+JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
+JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
+JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
+JPEG_LS_NEAR_LOSSLESS = "1.2.840.10008.1.2.4.81"
+JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
+JPEG_2000 = "1.2.840.10008.1.2.4.91"
+JPEG_XL_LOSSLESS = "1.2.840.10008.1.2.4.110"
+JPEG_XL_RECOMPRESSION = "1.2.840.10008.1.2.4.111"
+JPEG_XL = "1.2.840.10008.1.2.4.112"
+HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
+HTJ2K_LOSSLESS_RPCL = "1.2.840.10008.1.2.4.202"
+HTJ2K = "1.2.840.10008.1.2.4.203"
+RLE_LOSSLESS = "1.2.840.10008.1.2.5"
+DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"
+
+NATIVE_SYNTAXES = frozenset(
+    {IMPLICIT_VR_LE, EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE}
+)
+# Native syntaxes we write; big endian is retired and no Google retrieve syntax.
+LITTLE_ENDIAN_NATIVE = frozenset({IMPLICIT_VR_LE, EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE})
+JPEG_SYNTAXES = frozenset({JPEG_BASELINE, JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1})
+# Encoder options for lossy targets, and the DICOM method name recorded for them.
+_LOSSY_TARGETS: dict[str, tuple[dict[str, Any], str]] = {
+    JPEG_2000: ({"j2k_cr": [10]}, "ISO_15444_1"),
+    JPEG_LS_NEAR_LOSSLESS: ({"jls_error": 2}, "ISO_14495_1"),
+}
+_J2K_TARGETS = frozenset({JPEG_2000_LOSSLESS, JPEG_2000})
+_YBR_DECODED_AS_RGB = frozenset({"YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"})
+_SWAP_WIDTHS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+
+
+def can_transcode(source_ts: str, target_ts: str, dataset: Dataset) -> bool:
+    """True when an instance with this header can be converted from source_ts to target_ts."""
+    return _refusal(source_ts, target_ts, dataset) is None
+
+
+def transcode_instance(data: BinaryIO, target_ts: str) -> bytes:
+    """Return the whole Part-10 instance re-encoded in target_ts (input bytes when unchanged)."""
+    source_ts = read_transfer_syntax(data)
+    if source_ts == target_ts:
+        data.seek(0)
+        return data.read()
+    dataset = _read_full(data)
+    _require_transcodable(source_ts, target_ts, dataset)
+    logger.debug("transcoding an instance from %s to %s", source_ts, target_ts)
+    _to_native_little_endian(dataset, source_ts)
+    if target_ts not in LITTLE_ENDIAN_NATIVE and _pixel_tag(dataset) is not None:
+        _compress(dataset, target_ts)
+    dataset.file_meta.TransferSyntaxUID = pydicom.uid.UID(target_ts)
+    return _write(dataset)
+
+
+def decode_frame(
+    encoded: bytes, dataset: Dataset, transfer_syntax: str, frame_number: int
+) -> bytes:
+    """Return one frame's native little-endian pixel bytes from its stored bytes.
+
+    `encoded` is the frame as stored (its fragments joined, or its native slice); the result
+    is what the frame becomes in an Explicit VR Little Endian transcoding of the instance.
+    """
+    _check_frame_numbers(dataset, [frame_number])
+    if transfer_syntax in LITTLE_ENDIAN_NATIVE:
+        return bytes(encoded)
+    _require_transcodable(transfer_syntax, EXPLICIT_VR_LE, dataset)
+    if transfer_syntax == EXPLICIT_VR_BE:
+        return _byteswap(bytes(encoded), _pixel_swap_width(dataset))
+    return _decode_encapsulated_frame(encoded, dataset, transfer_syntax, frame_number)
+
+
+def frames_from_instance(
+    data: BinaryIO, frame_numbers: list[int], target_ts: str | None
+) -> list[bytes]:
+    """Extract frames (1-based numbers) from a whole instance; target None keeps them as stored."""
+    dataset = _read_full(data)
+    source_ts = str(dataset.file_meta.TransferSyntaxUID)
+    pixel_tag = _pixel_tag(dataset)
+    if pixel_tag is None:
+        raise InvalidArgument("the instance has no pixel data, so it has no frames")
+    _check_frame_numbers(dataset, frame_numbers)
+    if target_ts is None or target_ts == source_ts:
+        return [_stored_frame(dataset, source_ts, number) for number in frame_numbers]
+    _require_transcodable(source_ts, target_ts, dataset)
+    if target_ts in LITTLE_ENDIAN_NATIVE:
+        return [_native_frame(dataset, source_ts, number) for number in frame_numbers]
+    _to_native_little_endian(dataset, source_ts)
+    return [_encode_frame(dataset, target_ts, number) for number in frame_numbers]
+
+
+# --- rules -------------------------------------------------------------------------------
+
+
+def _require_transcodable(source_ts: str, target_ts: str, dataset: Dataset) -> None:
+    reason = _refusal(source_ts, target_ts, dataset)
+    if reason is not None:
+        raise NotAcceptable(f"cannot transcode from {source_ts} to {target_ts}: {reason}")
+
+
+def _refusal(source_ts: str, target_ts: str, dataset: Dataset) -> str | None:
+    """Why the conversion is impossible, or None when it is possible."""
+    if source_ts == target_ts:
+        return None
+    samples, bits = _int(dataset, "SamplesPerPixel") or 1, _int(dataset, "BitsAllocated") or 0
+    pixel_kind = _pixel_kind(dataset)
+    has_pixels = pixel_kind is not None
+    if has_pixels and target_ts in JPEG_SYNTAXES and samples > 1 and bits > 8:
+        return "non-monochrome images with more than 8 bits cannot be stored as JPEG"
+    if target_ts not in LITTLE_ENDIAN_NATIVE and not _encoder_available(target_ts):
+        return "no encoder is available for the target transfer syntax"
+    if not has_pixels:
+        return None
+    if source_ts not in NATIVE_SYNTAXES and not _decoder_available(source_ts):
+        return "no decoder is available for the source transfer syntax"
+    native_only = bits == 1 or pixel_kind != PIXEL_DATA
+    both_native = source_ts in NATIVE_SYNTAXES and target_ts in NATIVE_SYNTAXES
+    if native_only and not both_native:
+        return "1-bit and float pixel data convert only between uncompressed syntaxes"
+    if source_ts == EXPLICIT_VR_BE and _pixel_swap_width(dataset) is None:
+        return "the big endian pixel data has no usable BitsAllocated"
+    if target_ts in LITTLE_ENDIAN_NATIVE:
+        return None
+    if target_ts in _J2K_TARGETS and (reason := _openjpeg_refusal(dataset)):
+        return reason
+    return _profile_refusal(source_ts, target_ts, dataset)
+
+
+def _openjpeg_refusal(dataset: Dataset) -> str | None:
+    """Limits of the openjpeg encoder as pylibjpeg drives it (always 6 DWT resolutions)."""
+    if min(_int(dataset, "Rows") or 0, _int(dataset, "Columns") or 0) < 32:
+        return "openjpeg cannot encode images smaller than 32 pixels (it uses 6 resolutions)"
+    if (_int(dataset, "BitsStored") or 0) > 24:
+        return "openjpeg cannot encode more than 24 bits stored"
+    return None
+
+
+def _profile_refusal(source_ts: str, target_ts: str, dataset: Dataset) -> str | None:
+    """Check the decoded image against the PS3.5 encoding profiles pydicom enforces."""
+    from pydicom.pixels.encoders.base import ENCODING_PROFILES
+
+    photometric = str(dataset.get("PhotometricInterpretation", ""))
+    if source_ts not in NATIVE_SYNTAXES and photometric in _YBR_DECODED_AS_RGB:
+        photometric = "RGB"  # pydicom converts YCbCr to RGB when decompressing
+    image = (
+        photometric,
+        _int(dataset, "SamplesPerPixel") or 1,
+        _int(dataset, "PixelRepresentation") or 0,
+        _int(dataset, "BitsAllocated") or 0,
+        _int(dataset, "BitsStored") or 0,
+    )
+    for profile in ENCODING_PROFILES.get(pydicom.uid.UID(target_ts), []):
+        pi, spp, representations, allocated, stored = profile
+        matches = (pi, spp) == image[:2] and image[2] in representations
+        if matches and image[3] in allocated and image[4] in stored:
+            return None
+    return (
+        f"the target cannot encode {image[0] or 'unknown'} images with {image[1]} samples, "
+        f"pixel representation {image[2]}, {image[3]} bits allocated and {image[4]} stored"
+    )
+
+
+def _encoder_available(transfer_syntax: str) -> bool:
+    from pydicom.pixels import get_encoder
+
+    try:
+        return bool(get_encoder(transfer_syntax).is_available)
+    except NotImplementedError:
+        return False
+
+
+def _decoder_available(transfer_syntax: str) -> bool:
+    from pydicom.pixels import get_decoder
+
+    try:
+        return bool(get_decoder(transfer_syntax).is_available)
+    except NotImplementedError:
+        return False
+
+
+# --- reading, writing, pixel helpers -----------------------------------------------------
+
+
+def _read_full(data: BinaryIO) -> Dataset:
+    read_transfer_syntax(data)  # rejects non-Part-10 input with a clear message
+    data.seek(0)
+    try:
+        # force: the prefix check above accepted a file meta group without a preamble.
+        return pydicom.dcmread(data, force=True)
+    except Exception as exc:  # untrusted bytes: pydicom raises many exception types
+        raise InvalidDicom(f"could not parse DICOM data set: {exc}") from exc
+
+
+def _write(dataset: Dataset) -> bytes:
+    # Convert every raw element first: when the data set's real VR encoding contradicts its
+    # transfer syntax (pydicom detects and reads it anyway) dcmwrite would copy raw
+    # implicit-VR elements into an explicit-VR stream and fail.
+    for _ in dataset.iterall():
+        pass
+    buffer = io.BytesIO()
+    try:
+        pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
+    except (AttributeError, ValueError, TypeError) as exc:  # e.g. no SOP UIDs for the meta
+        raise InvalidDicom(f"cannot re-encode the instance: {exc}") from exc
+    return buffer.getvalue()
+
+
+def _int(dataset: Dataset, keyword: str) -> int | None:
+    try:
+        value = dataset.get(keyword)
+        return None if value is None or value == "" else int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _pixel_tag(dataset: Dataset) -> int | None:
+    for tag in (PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA):
+        if tag in dataset:
+            return tag
+    return None
+
+
+def _pixel_kind(dataset: Dataset) -> int | None:
+    """The pixel element a header describes; a header without it but with an image size
+    (for example one rebuilt from stored metadata) is taken to describe Pixel Data."""
+    tag = _pixel_tag(dataset)
+    if tag is None and "Rows" in dataset and "Columns" in dataset:
+        return PIXEL_DATA
+    return tag
+
+
+def _frame_count(dataset: Dataset) -> int:
+    return max(_int(dataset, "NumberOfFrames") or 1, 1)
+
+
+def _check_frame_numbers(dataset: Dataset, frame_numbers: list[int]) -> None:
+    count = _frame_count(dataset)
+    for number in frame_numbers:
+        if not 1 <= number <= count:
+            raise InvalidArgument(
+                f"frame number {number} is out of range: the instance has {count} frame(s)"
+            )
+
+
+def _pixel_swap_width(dataset: Dataset) -> int | None:
+    """Bytes per swapped unit of the pixel data when converting big endian to little."""
+    tag = _pixel_tag(dataset)
+    if tag == FLOAT_PIXEL_DATA:
+        return 4
+    if tag == DOUBLE_FLOAT_PIXEL_DATA:
+        return 8
+    element = dataset.get_item(PIXEL_DATA, keep_deferred=True)
+    bits = _int(dataset, "BitsAllocated")
+    if element is not None and element.VR == "OB":
+        return 1
+    if bits is None:
+        return None
+    if element is None and bits <= 8:
+        return 1  # header without the element: assume the usual OB for 8-bit pixels
+    # OW words are 16-bit, so 1- and 8-bit pixels packed in OW are swapped in pairs too.
+    return max(2, bits // 8) if bits in (1, 8, 16, 32, 64) else None
+
+
+def _byteswap(data: bytes, width: int | None) -> bytes:
+    if not width or width == 1 or not data:
+        return data
+    import numpy as np
+
+    usable = len(data) - len(data) % width
+    swapped = np.frombuffer(data, dtype=np.uint8, count=usable).reshape(-1, width)[:, ::-1]
+    return swapped.tobytes() + data[usable:]
+
+
+def _little_endian_bytes(array: np.ndarray) -> bytes:
+    return bytes(array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes())
+
+
+def _to_native_little_endian(dataset: Dataset, source_ts: str) -> None:
+    """Turn the pixel data (and any big endian OW/OF/OD values) into native little endian."""
+    if source_ts == EXPLICIT_VR_BE:
+        _swap_binary_values(dataset)
+    elif source_ts not in NATIVE_SYNTAXES and _pixel_tag(dataset) is not None:
+        _decompress(dataset, source_ts)
+    dataset.file_meta.TransferSyntaxUID = pydicom.uid.UID(EXPLICIT_VR_LE)
+
+
+def _swap_binary_values(dataset: Dataset) -> None:
+    # dcmwrite re-encodes numbers but copies OW/OF/OD/OL/OV bytes verbatim (see its docs).
+    pixel_width = _pixel_swap_width(dataset)
+    for element in dataset.iterall():
+        width = _SWAP_WIDTHS.get(str(element.VR))
+        if element.tag in (PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA):
+            width = pixel_width if element.tag == PIXEL_DATA else width
+        if width and isinstance(element.value, bytes):
+            element.value = _byteswap(element.value, width)
+
+
+def _decompress(dataset: Dataset, source_ts: str) -> None:
+    from pydicom.pixels import decompress
+
+    try:
+        decompress(dataset, as_rgb=True, generate_instance_uid=False)
+    except Exception as exc:  # decoder plugins raise RuntimeError/ValueError on bad streams
+        raise NotAcceptable(
+            f"cannot transcode from {source_ts}: the pixel data could not be decoded ({exc})"
+        ) from exc
+    # Offsets into encapsulated data mean nothing once the pixel data is native.
+    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if keyword in dataset:
+            del dataset[keyword]
+
+
+def _compress(dataset: Dataset, target_ts: str) -> None:
+    from pydicom.pixels import compress
+
+    options, method = _LOSSY_TARGETS.get(target_ts, ({}, ""))
+    native_size = len(dataset.PixelData)
+    try:
+        compress(
+            dataset, target_ts, _interleaved_pixels(dataset), generate_instance_uid=False, **options
+        )
+    except Exception as exc:  # encoder plugins raise RuntimeError/ValueError
+        raise NotAcceptable(
+            f"cannot transcode to {target_ts}: the pixel data could not be encoded ({exc})"
+        ) from exc
+    if method:
+        _mark_lossy(dataset, method, native_size / max(len(dataset.PixelData), 1))
+
+
+def _interleaved_pixels(dataset: Dataset) -> np.ndarray | None:
+    """Colour-by-plane native pixels as an interleaved array: pydicom encoders expect that."""
+    if (_int(dataset, "SamplesPerPixel") or 1) == 1 or _int(dataset, "PlanarConfiguration") != 1:
+        return None
+    from pydicom.pixels import get_decoder
+
+    array, _ = get_decoder(EXPLICIT_VR_LE).as_array(dataset, raw=True)
+    dataset.PlanarConfiguration = 0
+    return array
+
+
+def _mark_lossy(dataset: Dataset, method: str, ratio: float) -> None:
+    """Record a lossy compression step as PS3.3 C.7.6.1.1.5 requires."""
+    dataset.LossyImageCompression = "01"
+    ratios = _values(dataset, "LossyImageCompressionRatio")
+    methods = _values(dataset, "LossyImageCompressionMethod")
+    dataset.LossyImageCompressionRatio = [*ratios, f"{ratio:.4g}"[:16]]
+    dataset.LossyImageCompressionMethod = [*methods, method]
+
+
+def _values(dataset: Dataset, keyword: str) -> list[str]:
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return []
+    if isinstance(value, str | int | float):
+        return [str(value)]
+    return [str(item) for item in value]
+
+
+def _pixel_options(dataset: Dataset, **overrides: Any) -> dict[str, Any]:
+    from pydicom.pixels.utils import as_pixel_options
+
+    options = as_pixel_options(dataset, **overrides)
+    options.pop("extended_offsets", None)
+    return options
+
+
+def _decode_encapsulated_frame(
+    encoded: bytes, dataset: Dataset, transfer_syntax: str, frame_number: int
+) -> bytes:
+    from pydicom.encaps import encapsulate
+    from pydicom.pixels import get_decoder
+
+    # as_rgb: YCbCr becomes RGB exactly as in a whole-instance decompression
+    options = _pixel_options(dataset, number_of_frames=1, as_rgb=True)
+    try:
+        array, _ = get_decoder(transfer_syntax).as_array(encapsulate([bytes(encoded)]), **options)
+    except Exception as exc:  # decoder plugins raise RuntimeError/ValueError on bad streams
+        raise NotAcceptable(
+            f"cannot transcode frame {frame_number} from {transfer_syntax} to {EXPLICIT_VR_LE}: "
+            f"the frame could not be decoded ({exc})"
+        ) from exc
+    return _little_endian_bytes(array)
+
+
+def _native_pixels(dataset: Dataset) -> bytes:
+    tag = _pixel_tag(dataset)
+    return bytes(dataset[tag].value) if tag is not None else b""
+
+
+def _slice_native(dataset: Dataset, pixels: bytes, frame_number: int) -> bytes:
+    frame_bits = native_frame_bits(dataset, _pixel_tag(dataset) or PIXEL_DATA)
+    if frame_bits is None:
+        raise NotAcceptable("cannot extract frames: the image pixel attributes are missing")
+    start = (frame_number - 1) * frame_bits
+    if start + frame_bits > len(pixels) * 8:
+        raise NotAcceptable("cannot extract frames: the pixel data is shorter than expected")
+    if frame_bits % 8 == 0 and start % 8 == 0:
+        return pixels[start // 8 : (start + frame_bits) // 8]
+    import numpy as np
+
+    # PS3.5 8.1.1: bit-packed pixels fill each byte from its least significant bit.
+    bits = np.unpackbits(np.frombuffer(pixels, dtype=np.uint8), bitorder="little")
+    return bytes(np.packbits(bits[start : start + frame_bits], bitorder="little").tobytes())
+
+
+def _stored_frame(dataset: Dataset, source_ts: str, frame_number: int) -> bytes:
+    if source_ts in NATIVE_SYNTAXES:
+        return _slice_native(dataset, _native_pixels(dataset), frame_number)
+    from pydicom.encaps import get_frame
+
+    extended = None
+    if "ExtendedOffsetTable" in dataset and "ExtendedOffsetTableLengths" in dataset:
+        extended = (dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths)
+    try:
+        return bytes(
+            get_frame(
+                dataset.PixelData,
+                frame_number - 1,
+                number_of_frames=_frame_count(dataset),
+                extended_offsets=extended,
+            )
+        )
+    except DicomStoreError:
+        raise
+    except Exception as exc:  # pydicom raises ValueError when frame boundaries are unclear
+        raise NotAcceptable(f"cannot locate frame {frame_number}: {exc}") from exc
+
+
+def _native_frame(dataset: Dataset, source_ts: str, frame_number: int) -> bytes:
+    if source_ts == EXPLICIT_VR_BE:
+        # Swap the whole value first: packed 1-bit frames need not start on a word boundary.
+        swapped = _byteswap(_native_pixels(dataset), _pixel_swap_width(dataset))
+        return _slice_native(dataset, swapped, frame_number)
+    stored = _stored_frame(dataset, source_ts, frame_number)
+    if source_ts in NATIVE_SYNTAXES:
+        return stored
+    return _decode_encapsulated_frame(stored, dataset, source_ts, frame_number)
+
+
+def _encode_frame(dataset: Dataset, target_ts: str, frame_number: int) -> bytes:
+    from pydicom.pixels import get_encoder
+
+    options, _ = _LOSSY_TARGETS.get(target_ts, ({}, ""))
+    try:
+        encoded = get_encoder(target_ts).encode(dataset, index=frame_number - 1, **options)
+    except Exception as exc:  # encoder plugins raise RuntimeError/ValueError
+        raise NotAcceptable(f"cannot transcode frame {frame_number} to {target_ts}: {exc}") from exc
+    return bytes(encoded)
