@@ -1,0 +1,903 @@
+"""SQLite implementation of the Index port: stores, instance rows and QIDO search in one file."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import dataclasses
+import json
+import logging
+import re
+import sqlite3
+import threading
+import zlib
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from shared.dicom import attributes
+from shared.dicom.attributes import SERIES_UID, SOP_UID, STUDY_UID, tag_of
+from shared.dicom.query import (
+    matches_all,
+    prefix_upper_bound,
+    stored_name_tokens,
+    string_values,
+)
+from shared.domain.operations import utc_now
+from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, StoreRecord
+from shared.domain.search import Condition, Level, MatchKind, SearchQuery
+from shared.errors import AlreadyExists, InvalidArgument, NotFound
+
+logger = logging.getLogger(__name__)
+
+ACTIVE = "ACTIVE"
+DELETING = "DELETING"
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+BUSY_TIMEOUT_MS = 30_000
+_CHUNK = 500  # ids per `IN (...)` load; well under SQLite's bound-parameter limit
+
+PATIENT_NAME = tag_of("PatientName")
+PATIENT_ID = tag_of("PatientID")
+ACCESSION_NUMBER = tag_of("AccessionNumber")
+REFERRING_PHYSICIAN = tag_of("ReferringPhysicianName")
+STUDY_DATE = tag_of("StudyDate")
+MODALITY = tag_of("Modality")
+INSTANCE_NUMBER = tag_of("InstanceNumber")
+
+# Study-level search columns: tag -> (column, VR) filled from the study's attributes.
+_STUDY_COLUMNS = {
+    PATIENT_NAME: ("patient_name", "PN"),
+    PATIENT_ID: ("patient_id", "LO"),
+    ACCESSION_NUMBER: ("accession_number", "SH"),
+    REFERRING_PHYSICIAN: ("referring_physician_name", "PN"),
+    STUDY_DATE: ("study_date", "DA"),
+}
+_DRIVER = {Level.STUDY: "st", Level.SERIES: "se", Level.INSTANCE: "i"}
+_ORDER = {
+    Level.STUDY: "st.study_uid",
+    Level.SERIES: "se.study_uid, se.series_uid",
+    Level.INSTANCE: "i.study_uid, i.series_uid, i.instance_number, i.sop_uid",
+}
+_VISIBLE = {
+    Level.STUDY: "st.active_count > 0",
+    Level.SERIES: "se.active_count > 0",
+    Level.INSTANCE: "i.state = 'ACTIVE'",
+}
+_JOIN_SERIES = (
+    "JOIN series se ON se.store_id = i.store_id AND se.study_uid = i.study_uid"
+    " AND se.series_uid = i.series_uid"
+)
+_JOIN_STUDY = {
+    Level.SERIES: "JOIN studies st ON st.store_id = se.store_id AND st.study_uid = se.study_uid",
+    Level.INSTANCE: "JOIN studies st ON st.store_id = i.store_id AND st.study_uid = i.study_uid",
+}
+
+_ALIAS_RE = re.compile(r"\b(st|se)\.")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS stores (
+    name TEXT PRIMARY KEY,
+    store_id TEXT NOT NULL UNIQUE,
+    dataset TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    config TEXT NOT NULL,
+    create_time TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS stores_by_dataset ON stores (dataset, name);
+
+CREATE TABLE IF NOT EXISTS instances (
+    id INTEGER PRIMARY KEY,
+    store_id TEXT NOT NULL REFERENCES stores (store_id) ON DELETE CASCADE,
+    study_uid TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    sop_uid TEXT NOT NULL,
+    state TEXT NOT NULL,
+    sop_class_uid TEXT NOT NULL,
+    transfer_syntax TEXT NOT NULL,
+    blob_key TEXT NOT NULL,
+    size INTEGER NOT NULL,
+    crc32c TEXT NOT NULL,
+    storage_class TEXT NOT NULL,
+    number_of_frames INTEGER NOT NULL,
+    frames TEXT NOT NULL,
+    levels BLOB NOT NULL,
+    metadata BLOB NOT NULL,
+    metadata_size INTEGER NOT NULL,
+    create_time TEXT NOT NULL,
+    instance_number INTEGER,
+    UNIQUE (store_id, study_uid, series_uid, sop_uid)
+);
+CREATE INDEX IF NOT EXISTS instances_order
+    ON instances (store_id, study_uid, series_uid, instance_number, sop_uid);
+CREATE INDEX IF NOT EXISTS instances_sop ON instances (store_id, sop_uid);
+
+CREATE TABLE IF NOT EXISTS studies (
+    id INTEGER PRIMARY KEY,
+    store_id TEXT NOT NULL REFERENCES stores (store_id) ON DELETE CASCADE,
+    study_uid TEXT NOT NULL,
+    attrs TEXT NOT NULL,
+    patient_name TEXT,
+    patient_id TEXT,
+    accession_number TEXT,
+    referring_physician_name TEXT,
+    study_date TEXT,
+    instance_count INTEGER NOT NULL,
+    active_count INTEGER NOT NULL,
+    deleting INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (store_id, study_uid)
+);
+CREATE INDEX IF NOT EXISTS studies_patient_id ON studies (store_id, patient_id, study_uid);
+CREATE INDEX IF NOT EXISTS studies_patient_name ON studies (store_id, patient_name, study_uid);
+CREATE INDEX IF NOT EXISTS studies_accession
+    ON studies (store_id, accession_number, study_uid);
+CREATE INDEX IF NOT EXISTS studies_referring
+    ON studies (store_id, referring_physician_name, study_uid);
+CREATE INDEX IF NOT EXISTS studies_date ON studies (store_id, study_date, study_uid);
+
+CREATE TABLE IF NOT EXISTS study_name_tokens (
+    store_id TEXT NOT NULL,
+    token TEXT NOT NULL,
+    study_uid TEXT NOT NULL,
+    PRIMARY KEY (store_id, token, study_uid)
+) WITHOUT ROWID;
+
+CREATE TABLE IF NOT EXISTS series (
+    id INTEGER PRIMARY KEY,
+    store_id TEXT NOT NULL REFERENCES stores (store_id) ON DELETE CASCADE,
+    study_uid TEXT NOT NULL,
+    series_uid TEXT NOT NULL,
+    attrs TEXT NOT NULL,
+    modality TEXT,
+    instance_count INTEGER NOT NULL,
+    active_count INTEGER NOT NULL,
+    deleting INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (store_id, study_uid, series_uid)
+);
+CREATE INDEX IF NOT EXISTS series_uid ON series (store_id, series_uid);
+CREATE INDEX IF NOT EXISTS series_modality ON series (store_id, modality, study_uid, series_uid);
+"""
+
+# Fixed planner statistics (sqlite_stat1 rows) describing a large store: one store holding
+# 1M instances in 100k studies. Real ANALYZE output would be empty at start-up and stale later;
+# without any, SQLite takes the leading store_id column for selective and walks the ordering
+# index of every instance instead of the index of the search key (100x slower at 100k rows).
+_PLANNER_STATS = (
+    ("instances", "sqlite_autoindex_instances_1", "1000000 1000000 10 5 1"),
+    ("instances", "instances_order", "1000000 1000000 10 5 1 1"),
+    ("instances", "instances_sop", "1000000 1000000 1"),
+    ("studies", "sqlite_autoindex_studies_1", "100000 100000 1"),
+    ("studies", "studies_patient_id", "100000 100000 2 1"),
+    ("studies", "studies_patient_name", "100000 100000 2 1"),
+    ("studies", "studies_accession", "100000 100000 1 1"),
+    ("studies", "studies_referring", "100000 100000 100 1"),
+    ("studies", "studies_date", "100000 100000 30 1"),
+    ("study_name_tokens", "study_name_tokens", "300000 300000 30 1"),
+    ("series", "sqlite_autoindex_series_1", "200000 200000 2 1"),
+    ("series", "series_uid", "200000 200000 1"),
+    ("series", "series_modality", "200000 200000 20000 2 1"),
+)
+
+_INSTANCE_COLUMNS = (
+    "store_id, study_uid, series_uid, sop_uid, state, sop_class_uid, transfer_syntax, blob_key,"
+    " size, crc32c, storage_class, number_of_frames, frames, levels, metadata, metadata_size,"
+    " create_time"
+)
+_KEY_WHERE = "store_id = ? AND study_uid = ? AND series_uid = ? AND sop_uid = ?"
+
+
+# --- encoding ----------------------------------------------------------------------------
+
+
+def _pack(value: Any) -> bytes:
+    return zlib.compress(json.dumps(value, separators=(",", ":")).encode("utf-8"))
+
+
+def _unpack(blob: bytes) -> Any:
+    return json.loads(zlib.decompress(blob))
+
+
+def _uid_element(uid: str) -> DicomJson:
+    return {"vr": "UI", "Value": [uid]}
+
+
+def _first(element: Any, vr: str) -> str | None:
+    values = string_values(element, vr)
+    return values[0] if values and values[0] != "" else None
+
+
+def _instance_number(metadata: DicomJson) -> int | None:
+    text = _first(metadata.get(INSTANCE_NUMBER), "IS")
+    try:
+        return None if text is None else int(float(text))
+    except ValueError:
+        return None
+
+
+def _levels(record: InstanceRecord) -> tuple[DicomJson, DicomJson]:
+    """Study and series attributes of a record, with the UIDs taken from its key."""
+    study, series = record.study, record.series
+    if not study or not series:
+        split_study, split_series = attributes.split_levels(record.metadata)
+        study, series = study or split_study, series or split_series
+    return (
+        {**study, STUDY_UID: _uid_element(record.study_uid)},
+        {**series, SERIES_UID: _uid_element(record.series_uid)},
+    )
+
+
+def _instance_values(record: InstanceRecord) -> tuple[Any, ...]:
+    frames = [[[span.offset, span.length] for span in frame] for frame in record.frames]
+    return (
+        record.store_id,
+        record.study_uid,
+        record.series_uid,
+        record.sop_uid,
+        record.state,
+        record.sop_class_uid,
+        record.transfer_syntax,
+        record.blob_key,
+        record.size,
+        record.crc32c,
+        record.storage_class,
+        record.number_of_frames,
+        json.dumps(frames, separators=(",", ":")),
+        _pack({"study": record.study, "series": record.series}),
+        _pack(record.metadata),
+        record.metadata_size,
+        record.create_time,
+        _instance_number(record.metadata),
+    )
+
+
+def _record(row: sqlite3.Row) -> InstanceRecord:
+    levels = _unpack(row["levels"])
+    frames = [
+        [FrameSpan(offset, length) for offset, length in frame]
+        for frame in json.loads(row["frames"])
+    ]
+    return InstanceRecord(
+        store_id=row["store_id"],
+        study_uid=row["study_uid"],
+        series_uid=row["series_uid"],
+        sop_uid=row["sop_uid"],
+        sop_class_uid=row["sop_class_uid"],
+        transfer_syntax=row["transfer_syntax"],
+        blob_key=row["blob_key"],
+        size=row["size"],
+        crc32c=row["crc32c"],
+        storage_class=row["storage_class"],
+        number_of_frames=row["number_of_frames"],
+        frames=frames,
+        study=levels["study"],
+        series=levels["series"],
+        metadata=_unpack(row["metadata"]),
+        metadata_size=row["metadata_size"],
+        create_time=row["create_time"],
+        state=row["state"],
+    )
+
+
+def _store(row: sqlite3.Row) -> StoreRecord:
+    return StoreRecord(
+        name=row["name"],
+        store_id=row["store_id"],
+        labels=json.loads(row["labels"]),
+        config=json.loads(row["config"]),
+        create_time=row["create_time"],
+    )
+
+
+def _dataset_of(store_name: str) -> str:
+    return store_name.rsplit("/dicomStores/", 1)[0]
+
+
+def _encode_token(dataset: str, last_name: str) -> str:
+    raw = json.dumps({"d": dataset, "n": last_name}, separators=(",", ":")).encode("utf-8")
+    return base64.urlsafe_b64encode(raw).decode("ascii")
+
+
+def _decode_token(dataset: str, token: str) -> str:
+    """The last store name of the previous page; InvalidArgument for a forged or stale token."""
+    try:
+        body = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
+        if body["d"] == dataset and isinstance(body["n"], str):
+            return str(body["n"])
+    except (ValueError, TypeError, KeyError, UnicodeError, binascii.Error):
+        pass
+    raise InvalidArgument("invalid page token")
+
+
+# --- search planning ---------------------------------------------------------------------
+
+
+@dataclass
+class _Plan:
+    """Key-selecting SQL for one search, and the conditions left to check in Python."""
+
+    level: Level
+    where: list[str] = field(default_factory=list)
+    params: list[Any] = field(default_factory=list)
+    needs: set[str] = field(default_factory=set)
+    residual: list[Condition] = field(default_factory=list)
+
+    def sql(self) -> str:
+        driver = _DRIVER[self.level]
+        table = {"st": "studies st", "se": "series se", "i": "instances i"}[driver]
+        joins = []
+        if self.level is Level.INSTANCE and "se" in self.needs:
+            joins.append(_JOIN_SERIES)
+        if self.level is not Level.STUDY and "st" in self.needs:
+            joins.append(_JOIN_STUDY[self.level])
+        return (
+            f"SELECT {driver}.id FROM {table} {' '.join(joins)}"
+            f" WHERE {' AND '.join(self.where)} ORDER BY {_ORDER[self.level]}"
+        )
+
+    def add(self, clause: str, *params: Any) -> None:
+        self.where.append(clause)
+        self.params.extend(params)
+        self.needs.update(_ALIAS_RE.findall(clause))
+
+
+def _column(tag: str, level: Level) -> str | None:
+    """The SQL column holding a matching key at this level; None when only Python can match."""
+    driver = _DRIVER[level]
+    if tag == STUDY_UID:
+        return f"{driver}.study_uid"
+    if tag == SERIES_UID and level is not Level.STUDY:
+        return f"{driver}.series_uid"
+    if tag == SOP_UID and level is Level.INSTANCE:
+        return "i.sop_uid"
+    if tag == MODALITY and level is not Level.STUDY:
+        return "se.modality"
+    if tag in _STUDY_COLUMNS:
+        return f"st.{_STUDY_COLUMNS[tag][0]}"
+    return None
+
+
+def _push(plan: _Plan, store_id: str, condition: Condition) -> bool:
+    """Add the condition to the SQL when SQL matches exactly like `matches`; False otherwise."""
+    column = _column(condition.tag, plan.level)
+    if column is None:
+        return False
+    if condition.kind is MatchKind.EXACT:
+        plan.add(f"{column} = ?", condition.value)
+    elif condition.kind is MatchKind.RANGE:
+        plan.add(f"{column} IS NOT NULL")
+        if condition.low is not None:
+            plan.add(f"{column} >= ?", condition.low)
+        if condition.high is not None:
+            plan.add(f"{column} <= ?", condition.high)
+    elif condition.kind is MatchKind.UID_LIST and condition.values:
+        marks = ", ".join("?" for _ in condition.values)
+        plan.add(f"{column} IN ({marks})", *condition.values)
+    elif condition.kind is MatchKind.FUZZY and condition.tag == PATIENT_NAME:
+        return _push_fuzzy(plan, store_id, condition)
+    else:
+        return False
+    return True
+
+
+def _push_fuzzy(plan: _Plan, store_id: str, condition: Condition) -> bool:
+    ranges: list[str] = []
+    params: list[Any] = [store_id]
+    for token in condition.values:
+        upper = prefix_upper_bound(token)
+        if upper is None:
+            return False
+        ranges.append("(token >= ? AND token < ?)")
+        params.extend((token, upper))
+    if not ranges:
+        return False
+    plan.add(
+        "st.study_uid IN (SELECT study_uid FROM study_name_tokens"
+        f" WHERE store_id = ? AND ({' OR '.join(ranges)}))",
+        *params,
+    )
+    return True
+
+
+def _plan(store_id: str, query: SearchQuery) -> _Plan:
+    plan = _Plan(query.level)
+    driver = _DRIVER[query.level]
+    plan.add(f"{driver}.store_id = ?", store_id)
+    plan.add(_VISIBLE[query.level])
+    if query.study_uid is not None:
+        plan.add(f"{driver}.study_uid = ?", query.study_uid)
+    if query.series_uid is not None and query.level is not Level.STUDY:
+        plan.add(f"{driver}.series_uid = ?", query.series_uid)
+    for condition in query.conditions:
+        if not _push(plan, store_id, condition):
+            plan.residual.append(condition)
+    return plan
+
+
+# --- the index ---------------------------------------------------------------------------
+
+
+class SqliteIndex:
+    """Index on one SQLite file (WAL); one connection per thread, writers serialised by SQLite.
+
+    ":memory:" gives a private in-memory database shared by all threads through one lock.
+    """
+
+    def __init__(self, path: Path | str) -> None:
+        self._target = str(path)
+        self._memory = self._target == ":memory:"
+        self._local = threading.local()
+        self._registry_lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._shared: sqlite3.Connection | None = None
+        self._guard: contextlib.AbstractContextManager[Any] = (
+            threading.RLock() if self._memory else contextlib.nullcontext()
+        )
+        with self._connection() as conn:
+            if not self._memory:
+                conn.execute("PRAGMA journal_mode = WAL")
+            conn.executescript(_SCHEMA)
+        with self._transaction() as conn:
+            _pin_planner_stats(conn)
+        with self._connection() as conn:
+            conn.execute("ANALYZE sqlite_schema")  # reloads the statistics just written
+
+    def close(self) -> None:
+        """Close every connection this index opened (call once no thread uses it)."""
+        with self._registry_lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+            self._shared = None
+            self._local = threading.local()
+
+    # --- connections ---------------------------------------------------------------------
+
+    def _open(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self._target, isolation_level=None, check_same_thread=False)
+        conn.row_factory = sqlite3.Row
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if not self._memory:
+            # With WAL, NORMAL loses at most the last commits on power loss, never integrity.
+            conn.execute("PRAGMA synchronous = NORMAL")
+        with self._registry_lock:
+            self._connections.append(conn)
+        return conn
+
+    def _thread_connection(self) -> sqlite3.Connection:
+        if self._memory:
+            if self._shared is None:
+                self._shared = self._open()
+            return self._shared
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._open()
+            self._local.conn = conn
+        return conn
+
+    @contextlib.contextmanager
+    def _connection(self) -> Iterator[sqlite3.Connection]:
+        with self._guard:
+            yield self._thread_connection()
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; IMMEDIATE takes the write lock up front so it never deadlocks."""
+        with self._connection() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # --- stores --------------------------------------------------------------------------
+
+    def create_store(self, store: StoreRecord) -> StoreRecord:
+        """Insert a store; AlreadyExists if the name (or internal id) is taken."""
+        created = dataclasses.replace(store, create_time=store.create_time or utc_now())
+        try:
+            with self._transaction() as conn:
+                conn.execute(
+                    "INSERT INTO stores (name, store_id, dataset, labels, config, create_time)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        created.name,
+                        created.store_id,
+                        _dataset_of(created.name),
+                        json.dumps(created.labels),
+                        json.dumps(created.config),
+                        created.create_time,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise AlreadyExists(f"DICOM store {store.name} already exists") from None
+        return created
+
+    def get_store(self, name: str) -> StoreRecord:
+        """The store of that resource name; NotFound otherwise."""
+        with self._connection() as conn:
+            row = conn.execute("SELECT * FROM stores WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            raise NotFound(f"DICOM store {name} not found")
+        return _store(row)
+
+    def list_stores(
+        self, dataset: str, page_size: int, page_token: str | None
+    ) -> tuple[list[StoreRecord], str | None]:
+        """Stores of a dataset ordered by name, and the token of the next page (None at end)."""
+        size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
+        after = _decode_token(dataset, page_token) if page_token else ""
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT * FROM stores WHERE dataset = ? AND name > ? ORDER BY name LIMIT ?",
+                (dataset, after, size + 1),
+            ).fetchall()
+        stores = [_store(row) for row in rows[:size]]
+        more = len(rows) > size
+        return stores, _encode_token(dataset, stores[-1].name) if more else None
+
+    def update_store(self, store: StoreRecord) -> StoreRecord:
+        """Replace labels and config of an existing store; NotFound otherwise."""
+        with self._transaction() as conn:
+            cursor = conn.execute(
+                "UPDATE stores SET labels = ?, config = ? WHERE name = ?",
+                (json.dumps(store.labels), json.dumps(store.config), store.name),
+            )
+            if cursor.rowcount == 0:
+                raise NotFound(f"DICOM store {store.name} not found")
+            row = conn.execute("SELECT * FROM stores WHERE name = ?", (store.name,)).fetchone()
+        return _store(row)
+
+    def delete_store(self, name: str) -> list[InstanceRecord]:
+        """Remove the store and every instance row; returns the removed rows (for blob purge)."""
+        with self._transaction() as conn:
+            row = conn.execute("SELECT store_id FROM stores WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                raise NotFound(f"DICOM store {name} not found")
+            store_id = row["store_id"]
+            removed = [
+                _record(instance)
+                for instance in conn.execute(
+                    "SELECT * FROM instances WHERE store_id = ? ORDER BY id", (store_id,)
+                )
+            ]
+            for table in ("instances", "series", "studies", "study_name_tokens"):
+                conn.execute(f"DELETE FROM {table} WHERE store_id = ?", (store_id,))
+            conn.execute("DELETE FROM stores WHERE name = ?", (name,))
+        logger.info("deleted store %s with %d instances", name, len(removed))
+        return removed
+
+    # --- instances -----------------------------------------------------------------------
+
+    def add_instance(self, record: InstanceRecord) -> InstanceRecord:
+        """Insert the record unless its key exists; returns the row in the index afterwards.
+
+        An empty `create_time` is filled in on the record itself.
+        """
+        if not record.create_time:
+            record.create_time = utc_now()
+        key = (record.store_id, *record.key)
+        try:
+            with self._transaction() as conn:
+                cursor = conn.execute(
+                    f"INSERT INTO instances ({_INSTANCE_COLUMNS}, instance_number)"
+                    f" VALUES ({', '.join('?' * 18)})"
+                    " ON CONFLICT (store_id, study_uid, series_uid, sop_uid) DO NOTHING",
+                    _instance_values(record),
+                )
+                if cursor.rowcount == 0:
+                    existing = conn.execute(
+                        f"SELECT * FROM instances WHERE {_KEY_WHERE}", key
+                    ).fetchone()
+                    return _record(existing)
+                self._count_added(conn, record)
+        except sqlite3.IntegrityError as error:
+            if "FOREIGN KEY" not in str(error):
+                raise
+            raise NotFound(f"no DICOM store with id {record.store_id}") from None
+        return record
+
+    @staticmethod
+    def _count_added(conn: sqlite3.Connection, record: InstanceRecord) -> None:
+        """Create or count the study and series rows of a newly inserted instance."""
+        study, series = _levels(record)
+        active = 1 if record.state == ACTIVE else 0
+        _count_study(conn, record, study, active)
+        conn.execute(
+            "INSERT INTO series (store_id, study_uid, series_uid, attrs, modality,"
+            " instance_count, active_count) VALUES (?, ?, ?, ?, ?, 1, ?)"
+            " ON CONFLICT (store_id, study_uid, series_uid) DO UPDATE SET"
+            " instance_count = instance_count + 1,"
+            " active_count = active_count + excluded.active_count",
+            (
+                record.store_id,
+                record.study_uid,
+                record.series_uid,
+                json.dumps(series),
+                _first(series.get(MODALITY), "CS"),
+                active,
+            ),
+        )
+
+    def get_instance(self, store_id: str, study: str, series: str, sop: str) -> InstanceRecord:
+        """The ACTIVE instance; NotFound if absent or being deleted."""
+        with self._connection() as conn:
+            row = conn.execute(
+                f"SELECT * FROM instances WHERE {_KEY_WHERE} AND state = 'ACTIVE'",
+                (store_id, study, series, sop),
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"instance {sop} not found")
+        return _record(row)
+
+    def list_instances(
+        self, store_id: str, study: str, series: str | None = None
+    ) -> list[InstanceRecord]:
+        """ACTIVE instances of a study or series ordered by series, InstanceNumber, SOP UID."""
+        where, params = self._scope(store_id, study, series)
+        with self._connection() as conn:
+            rows = conn.execute(
+                f"SELECT * FROM instances WHERE {where} AND state = 'ACTIVE'"
+                " ORDER BY series_uid, instance_number, sop_uid",
+                params,
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    @staticmethod
+    def _scope(store_id: str, study: str, series: str | None) -> tuple[str, tuple[str, ...]]:
+        if series is None:
+            return "store_id = ? AND study_uid = ?", (store_id, study)
+        return "store_id = ? AND study_uid = ? AND series_uid = ?", (store_id, study, series)
+
+    def find_study_uid(self, store_id: str, series: str) -> str | None:
+        """The study holding this series (a visible one first), for routes without the study."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT study_uid FROM series WHERE store_id = ? AND series_uid = ?"
+                " ORDER BY active_count > 0 DESC, study_uid LIMIT 1",
+                (store_id, series),
+            ).fetchone()
+        return None if row is None else str(row["study_uid"])
+
+    # --- deletion ------------------------------------------------------------------------
+
+    def is_deleting(self, store_id: str, study: str, series: str | None = None) -> bool:
+        """True while a study delete (or, with `series`, that series' delete) is purging it."""
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT deleting FROM studies WHERE store_id = ? AND study_uid = ?",
+                (store_id, study),
+            ).fetchone()
+            if row is not None and row["deleting"]:
+                return True
+            if series is None:
+                return False
+            row = conn.execute(
+                "SELECT deleting FROM series WHERE store_id = ? AND study_uid = ?"
+                " AND series_uid = ?",
+                (store_id, study, series),
+            ).fetchone()
+        return row is not None and bool(row["deleting"])
+
+    def mark_deleting(
+        self, store_id: str, study: str, series: str | None = None
+    ) -> list[InstanceRecord]:
+        """Hide the study/series at once (state DELETING); returns every row to purge."""
+        where, params = self._scope(store_id, study, series)
+        with self._transaction() as conn:
+            hidden = Counter(
+                row["series_uid"]
+                for row in conn.execute(
+                    f"UPDATE instances SET state = '{DELETING}'"
+                    f" WHERE {where} AND state = '{ACTIVE}' RETURNING series_uid",
+                    params,
+                ).fetchall()
+            )
+            for series_uid, count in hidden.items():
+                conn.execute(
+                    "UPDATE series SET active_count = active_count - ?"
+                    " WHERE store_id = ? AND study_uid = ? AND series_uid = ?",
+                    (count, store_id, study, series_uid),
+                )
+            conn.execute(
+                "UPDATE studies SET active_count = active_count - ?"
+                " WHERE store_id = ? AND study_uid = ?",
+                (sum(hidden.values()), store_id, study),
+            )
+            table = "studies" if series is None else "series"
+            conn.execute(f"UPDATE {table} SET deleting = 1 WHERE {where}", params)
+            rows = conn.execute(
+                f"SELECT * FROM instances WHERE {where}"
+                " ORDER BY series_uid, instance_number, sop_uid",
+                params,
+            ).fetchall()
+        return [_record(row) for row in rows]
+
+    def remove_instances(self, store_id: str, keys: list[tuple[str, str, str]]) -> int:
+        """Delete these rows (any state); returns how many existed. Idempotent."""
+        per_series: dict[tuple[str, str], list[int]] = {}
+        with self._transaction() as conn:
+            for study, series, sop in dict.fromkeys(keys):
+                row = conn.execute(
+                    f"DELETE FROM instances WHERE {_KEY_WHERE} RETURNING state",
+                    (store_id, study, series, sop),
+                ).fetchone()
+                if row is not None:
+                    counts = per_series.setdefault((study, series), [0, 0])
+                    counts[0] += 1
+                    counts[1] += row["state"] == ACTIVE
+            self._count_removed(conn, store_id, per_series)
+        return sum(total for total, _ in per_series.values())
+
+    @staticmethod
+    def _count_removed(
+        conn: sqlite3.Connection, store_id: str, per_series: dict[tuple[str, str], list[int]]
+    ) -> None:
+        """Decrement counts; drop rows that lost their last instance; end finished deletes."""
+        per_study: dict[str, list[int]] = {}
+        for (study, series), (total, active) in per_series.items():
+            _decrement(conn, "series", (store_id, study, series), total, active)
+            counts = per_study.setdefault(study, [0, 0])
+            counts[0] += total
+            counts[1] += active
+        for study, (total, active) in per_study.items():
+            if _decrement(conn, "studies", (store_id, study), total, active):
+                conn.execute(
+                    "DELETE FROM study_name_tokens WHERE store_id = ? AND study_uid = ?"
+                    " AND NOT EXISTS (SELECT 1 FROM studies WHERE store_id = ? AND study_uid = ?)",
+                    (store_id, study, store_id, study),
+                )
+
+    # --- search --------------------------------------------------------------------------
+
+    def search(self, store_id: str, query: SearchQuery) -> list[DicomJson]:
+        """Matching ACTIVE results of the query's level in a stable order, offset then limit."""
+        if query.limit <= 0:
+            return []
+        plan = _plan(store_id, query)
+        with self._connection() as conn:
+            if not plan.residual:
+                ids = [
+                    row[0]
+                    for row in conn.execute(
+                        f"{plan.sql()} LIMIT ? OFFSET ?", (*plan.params, query.limit, query.offset)
+                    )
+                ]
+                return self._load(conn, query.level, ids)
+            return self._filtered(conn, plan, query)
+
+    def _filtered(
+        self, conn: sqlite3.Connection, plan: _Plan, query: SearchQuery
+    ) -> list[DicomJson]:
+        """Stream candidates in order, keep those `matches` accepts, then apply offset/limit."""
+        results: list[DicomJson] = []
+        skipped = 0
+        cursor = conn.execute(plan.sql(), plan.params)
+        while len(results) < query.limit:
+            ids = [row[0] for row in cursor.fetchmany(_CHUNK)]
+            if not ids:
+                break
+            for result in self._load(conn, query.level, ids):
+                if not matches_all(plan.residual, result):
+                    continue
+                if skipped < query.offset:
+                    skipped += 1
+                elif len(results) < query.limit:
+                    results.append(result)
+        cursor.close()
+        return results
+
+    def _load(self, conn: sqlite3.Connection, level: Level, ids: Sequence[int]) -> list[DicomJson]:
+        """Merged DICOM JSON of the rows with these ids, in the order of `ids`."""
+        loaded: dict[int, DicomJson] = {}
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            marks = ", ".join("?" * len(chunk))
+            loaded.update(_LOADERS[level](conn, marks, chunk))
+        return [loaded[row_id] for row_id in ids if row_id in loaded]
+
+
+def _count_study(
+    conn: sqlite3.Connection, record: InstanceRecord, study: DicomJson, active: int
+) -> None:
+    """Count the instance in its study row; the first instance sets attributes and tokens."""
+    columns = [_first(study.get(tag), vr) for tag, (_, vr) in _STUDY_COLUMNS.items()]
+    names = ", ".join(column for column, _ in _STUDY_COLUMNS.values())
+    count = conn.execute(
+        f"INSERT INTO studies (store_id, study_uid, attrs, {names},"
+        " instance_count, active_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)"
+        " ON CONFLICT (store_id, study_uid) DO UPDATE SET"
+        " instance_count = instance_count + 1,"
+        " active_count = active_count + excluded.active_count"
+        " RETURNING instance_count",
+        (record.store_id, record.study_uid, json.dumps(study), *columns, active),
+    ).fetchone()[0]
+    if count == 1:
+        tokens = stored_name_tokens(study.get(PATIENT_NAME))
+        conn.executemany(
+            "INSERT OR IGNORE INTO study_name_tokens (store_id, token, study_uid) VALUES (?, ?, ?)",
+            [(record.store_id, token, record.study_uid) for token in tokens],
+        )
+
+
+def _pin_planner_stats(conn: sqlite3.Connection) -> None:
+    """Replace whatever statistics the file holds by `_PLANNER_STATS` (see there why)."""
+    exists = conn.execute(
+        "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'sqlite_stat1'"
+    ).fetchone()
+    if exists is None:
+        conn.execute("ANALYZE stores")  # creates sqlite_stat1; the stores table is tiny
+    conn.execute("DELETE FROM sqlite_stat1")
+    conn.executemany("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", _PLANNER_STATS)
+
+
+def _decrement(
+    conn: sqlite3.Connection, table: str, key: tuple[str, ...], total: int, active: int
+) -> bool:
+    """Subtract removed rows from a study/series row; True if the row was dropped."""
+    where = "store_id = ? AND study_uid = ?" + (" AND series_uid = ?" if len(key) == 3 else "")
+    conn.execute(
+        f"UPDATE {table} SET instance_count = instance_count - ?,"
+        f" active_count = active_count - ? WHERE {where}",
+        (total, active, *key),
+    )
+    dropped = conn.execute(
+        f"DELETE FROM {table} WHERE {where} AND instance_count <= 0", key
+    ).rowcount
+    # A purge is over once no DELETING row is left (instances stored meanwhile stay visible).
+    conn.execute(
+        f"UPDATE {table} SET deleting = 0 WHERE {where} AND deleting = 1"
+        " AND instance_count = active_count",
+        key,
+    )
+    return dropped > 0
+
+
+def _load_studies(
+    conn: sqlite3.Connection, marks: str, ids: Sequence[int]
+) -> Iterator[tuple[int, DicomJson]]:
+    for row in conn.execute(f"SELECT id, attrs FROM studies WHERE id IN ({marks})", ids):
+        yield row["id"], json.loads(row["attrs"])
+
+
+def _load_series(
+    conn: sqlite3.Connection, marks: str, ids: Sequence[int]
+) -> Iterator[tuple[int, DicomJson]]:
+    rows = conn.execute(
+        f"SELECT se.id, se.attrs, st.attrs AS study FROM series se {_JOIN_STUDY[Level.SERIES]}"
+        f" WHERE se.id IN ({marks})",
+        ids,
+    )
+    # Parents win on shared tags, so a result shows the values its parents matched on.
+    for row in rows:
+        yield row["id"], {**json.loads(row["attrs"]), **json.loads(row["study"])}
+
+
+def _load_instances(
+    conn: sqlite3.Connection, marks: str, ids: Sequence[int]
+) -> Iterator[tuple[int, DicomJson]]:
+    rows = conn.execute(
+        f"SELECT i.id, i.sop_uid, i.metadata, se.attrs AS series, st.attrs AS study"
+        f" FROM instances i {_JOIN_SERIES} {_JOIN_STUDY[Level.INSTANCE]}"
+        f" WHERE i.id IN ({marks})",
+        ids,
+    )
+    for row in rows:
+        result = _unpack(row["metadata"])
+        result[SOP_UID] = _uid_element(row["sop_uid"])
+        result.update(json.loads(row["series"]))
+        result.update(json.loads(row["study"]))
+        yield row["id"], result
+
+
+_LOADERS = {
+    Level.STUDY: _load_studies,
+    Level.SERIES: _load_series,
+    Level.INSTANCE: _load_instances,
+}

@@ -1,0 +1,670 @@
+"""Contract suite for the Index port: every adapter must pass it unchanged."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.adapters.local.sqlite_index import SqliteIndex
+from shared.dicom import attributes
+from shared.dicom.query import parse_search
+from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, StoreRecord
+from shared.domain.search import Condition, Level, MatchKind, SearchQuery
+from shared.errors import AlreadyExists, InvalidArgument, NotFound
+from shared.ports.index import Index
+
+DATASET = "projects/p/locations/l/datasets/d"
+STORE_NAME = f"{DATASET}/dicomStores/s"
+STORE_ID = "store-1"
+CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
+
+
+@pytest.fixture(params=["sqlite", "sqlite-memory"])
+def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
+    built = SqliteIndex(":memory:" if request.param == "sqlite-memory" else tmp_path / "i.db")
+    built.create_store(StoreRecord(name=STORE_NAME, store_id=STORE_ID))
+    yield built
+    built.close()
+
+
+# --- record helpers ----------------------------------------------------------------------
+
+
+def el(vr: str, *values: Any) -> dict[str, Any]:
+    return {"vr": vr, "Value": list(values)}
+
+
+def name(alphabetic: str) -> dict[str, Any]:
+    return el("PN", {"Alphabetic": alphabetic})
+
+
+def make(
+    study: str,
+    series: str,
+    sop: str,
+    *,
+    patient_id: str = "PID-1",
+    patient_name: str = "Doe^John",
+    accession: str = "ACC-1",
+    referring: str = "Who^Doctor",
+    study_date: str = "20240115",
+    modality: str = "CT",
+    number: int = 1,
+    crc32c: str = "AAAAAA==",
+    store_id: str = STORE_ID,
+) -> InstanceRecord:
+    """A record whose DICOM JSON is built by hand, split into levels as the service does."""
+    metadata: DicomJson = {
+        "00080005": el("CS", "ISO_IR 192"),
+        "00080016": el("UI", CT_IMAGE),
+        "00080018": el("UI", sop),
+        "00080020": el("DA", study_date),
+        "00080050": el("SH", accession),
+        "00080060": el("CS", modality),
+        "00080090": name(referring),
+        "00100010": name(patient_name),
+        "00100020": el("LO", patient_id),
+        "0020000D": el("UI", study),
+        "0020000E": el("UI", series),
+        "00200013": el("IS", number),
+        "00280010": el("US", 4),
+        "7FE00010": {"vr": "OW", "BulkDataURI": "bulkdata/7FE00010"},
+    }
+    study_attrs, series_attrs = attributes.split_levels(metadata)
+    return InstanceRecord(
+        store_id=store_id,
+        study_uid=study,
+        series_uid=series,
+        sop_uid=sop,
+        sop_class_uid=CT_IMAGE,
+        transfer_syntax="1.2.840.10008.1.2.1",
+        blob_key=f"{store_id}/{study}/{series}/{sop}.dcm",
+        size=1234,
+        crc32c=crc32c,
+        number_of_frames=2,
+        frames=[[FrameSpan(100, 16)], [FrameSpan(116, 8), FrameSpan(130, 8)]],
+        study=study_attrs,
+        series=series_attrs,
+        metadata=metadata,
+        metadata_size=999,
+        create_time="2024-01-01T00:00:00.000000Z",
+    )
+
+
+def search(index: Index, level: Level, *params: tuple[str, str], **scope: str) -> list[DicomJson]:
+    return index.search(STORE_ID, parse_search(level, list(params), **scope))
+
+
+def value(result: DicomJson, tag: str) -> Any:
+    return result[tag]["Value"][0]
+
+
+def uids(results: list[DicomJson], tag: str) -> list[str]:
+    return [value(result, tag) for result in results]
+
+
+def studies_of(results: list[DicomJson]) -> list[str]:
+    return uids(results, attributes.STUDY_UID)
+
+
+def sops_of(results: list[DicomJson]) -> list[str]:
+    return uids(results, attributes.SOP_UID)
+
+
+@pytest.fixture
+def loaded(index: Index) -> Index:
+    """Three studies: two patients, two dates, several series and modalities."""
+    rows = [
+        make("1.1", "1.1.1", "1.1.1.1", number=2),
+        make("1.1", "1.1.1", "1.1.1.2", number=1),
+        make("1.1", "1.1.2", "1.1.2.1", modality="MR"),
+        make(
+            "1.2",
+            "1.2.1",
+            "1.2.1.1",
+            patient_id="PID-2",
+            patient_name="García^José",
+            accession="ACC-2",
+            referring="House^Gregory",
+            study_date="20230601",
+            modality="MR",
+        ),
+        make("1.3", "1.3.1", "1.3.1.1", study_date="20241231", accession="ACC-3"),
+    ]
+    for row in rows:
+        index.add_instance(row)
+    return index
+
+
+# --- stores ------------------------------------------------------------------------------
+
+
+def test_implements_the_protocol(index: Index) -> None:
+    assert isinstance(index, Index)
+
+
+def test_store_crud(index: Index) -> None:
+    store = StoreRecord(
+        name=f"{DATASET}/dicomStores/t", store_id="store-2", labels={"k": "v"}, config={"a": 1}
+    )
+    created = index.create_store(store)
+    assert created.create_time
+    fetched = index.get_store(store.name)
+    assert (fetched.store_id, fetched.labels, fetched.config) == ("store-2", {"k": "v"}, {"a": 1})
+    updated = index.update_store(dataclasses.replace(store, labels={"x": "y"}, config={}))
+    assert (updated.labels, updated.config) == ({"x": "y"}, {})
+    assert updated.create_time == created.create_time
+    assert index.get_store(store.name).labels == {"x": "y"}
+    assert index.delete_store(store.name) == []
+    with pytest.raises(NotFound):
+        index.get_store(store.name)
+
+
+def test_create_existing_store(index: Index) -> None:
+    with pytest.raises(AlreadyExists):
+        index.create_store(StoreRecord(name=STORE_NAME, store_id="other"))
+
+
+def test_missing_store(index: Index) -> None:
+    missing = f"{DATASET}/dicomStores/missing"
+    with pytest.raises(NotFound):
+        index.get_store(missing)
+    with pytest.raises(NotFound):
+        index.update_store(StoreRecord(name=missing, store_id="x"))
+    with pytest.raises(NotFound):
+        index.delete_store(missing)
+
+
+def test_list_stores_pages_by_name(index: Index) -> None:
+    for letter in "edcba":
+        index.create_store(StoreRecord(name=f"{DATASET}/dicomStores/{letter}", store_id=letter))
+    index.create_store(
+        StoreRecord(name="projects/p/locations/l/datasets/e/dicomStores/z", store_id="z")
+    )
+    seen: list[str] = []
+    token: str | None = None
+    for _ in range(10):
+        page, token = index.list_stores(DATASET, 2, token)
+        assert len(page) <= 2
+        seen.extend(store.name for store in page)
+        if token is None:
+            break
+    expected = sorted([f"{DATASET}/dicomStores/{c}" for c in "abcde"] + [STORE_NAME])
+    assert seen == expected
+    everything, last = index.list_stores(DATASET, 100, None)
+    assert [store.name for store in everything] == expected and last is None
+    exact, last = index.list_stores(DATASET, 6, None)
+    assert len(exact) == 6 and last is None
+
+
+def test_list_stores_of_an_empty_dataset(index: Index) -> None:
+    assert index.list_stores("projects/p/locations/l/datasets/none", 10, None) == ([], None)
+
+
+@pytest.mark.parametrize("token", ["garbage!", "bm90IGpzb24=", "e30="])
+def test_list_stores_rejects_invalid_tokens(index: Index, token: str) -> None:
+    with pytest.raises(InvalidArgument):
+        index.list_stores(DATASET, 10, token)
+
+
+def test_list_stores_rejects_a_token_of_another_dataset(index: Index) -> None:
+    other = "projects/p/locations/l/datasets/o"
+    for letter in "abc":
+        index.create_store(StoreRecord(name=f"{other}/dicomStores/{letter}", store_id=letter))
+    _, token = index.list_stores(other, 1, None)
+    assert token is not None
+    with pytest.raises(InvalidArgument):
+        index.list_stores(DATASET, 1, token)
+
+
+def test_delete_store_returns_and_removes_its_instances(loaded: Index) -> None:
+    removed = loaded.delete_store(STORE_NAME)
+    assert sorted(record.sop_uid for record in removed) == [
+        "1.1.1.1", "1.1.1.2", "1.1.2.1", "1.2.1.1", "1.3.1.1",
+    ]  # fmt: skip
+    assert all(record.blob_key for record in removed)
+    with pytest.raises(NotFound):
+        loaded.get_store(STORE_NAME)
+    loaded.create_store(StoreRecord(name=STORE_NAME, store_id=STORE_ID))
+    assert search(loaded, Level.INSTANCE) == []
+    assert search(loaded, Level.STUDY) == []
+
+
+# --- add / get / list --------------------------------------------------------------------
+
+
+def test_add_then_get_round_trips(index: Index) -> None:
+    record = make("1.1", "1.1.1", "1.1.1.1")
+    assert index.add_instance(record) is record
+    fetched = index.get_instance(STORE_ID, "1.1", "1.1.1", "1.1.1.1")
+    assert fetched == record
+
+
+def test_add_fills_an_empty_create_time(index: Index) -> None:
+    record = dataclasses.replace(make("1.1", "1.1.1", "1.1.1.1"), create_time="")
+    assert index.add_instance(record).create_time
+    assert index.get_instance(STORE_ID, "1.1", "1.1.1", "1.1.1.1").create_time
+
+
+def test_duplicate_add_returns_the_existing_row(index: Index) -> None:
+    first = make("1.1", "1.1.1", "1.1.1.1", crc32c="first===")
+    index.add_instance(first)
+    second = make("1.1", "1.1.1", "1.1.1.1", crc32c="second==", patient_id="OTHER")
+    existing = index.add_instance(second)
+    assert existing == first and existing is not second
+    assert len(index.list_instances(STORE_ID, "1.1")) == 1
+    assert studies_of(search(index, Level.STUDY, ("PatientID", "OTHER"))) == []
+
+
+def test_duplicate_add_returns_a_deleting_row(index: Index) -> None:
+    index.add_instance(make("1.1", "1.1.1", "1.1.1.1"))
+    index.mark_deleting(STORE_ID, "1.1")
+    existing = index.add_instance(make("1.1", "1.1.1", "1.1.1.1"))
+    assert existing.state == "DELETING"
+
+
+def test_get_missing_instance(loaded: Index) -> None:
+    for key in [("1.1", "1.1.1", "9"), ("1.1", "9", "1.1.1.1"), ("9", "1.1.1", "1.1.1.1")]:
+        with pytest.raises(NotFound):
+            loaded.get_instance(STORE_ID, *key)
+    with pytest.raises(NotFound):
+        loaded.get_instance("other-store", "1.1", "1.1.1", "1.1.1.1")
+
+
+def test_list_instances_order(loaded: Index) -> None:
+    listed = loaded.list_instances(STORE_ID, "1.1")
+    assert [r.sop_uid for r in listed] == ["1.1.1.2", "1.1.1.1", "1.1.2.1"]
+    assert [r.sop_uid for r in loaded.list_instances(STORE_ID, "1.1", "1.1.2")] == ["1.1.2.1"]
+    assert loaded.list_instances(STORE_ID, "9") == []
+
+
+def test_find_study_uid(loaded: Index) -> None:
+    assert loaded.find_study_uid(STORE_ID, "1.1.2") == "1.1"
+    assert loaded.find_study_uid(STORE_ID, "9.9") is None
+
+
+def test_stores_are_isolated(loaded: Index) -> None:
+    loaded.create_store(StoreRecord(name=f"{DATASET}/dicomStores/t", store_id="store-2"))
+    loaded.add_instance(make("1.1", "1.1.1", "1.1.1.1", store_id="store-2", patient_id="X"))
+    assert studies_of(loaded.search("store-2", parse_search(Level.STUDY, []))) == ["1.1"]
+    assert studies_of(search(loaded, Level.STUDY, ("PatientID", "X"))) == []
+    assert len(loaded.list_instances(STORE_ID, "1.1")) == 3
+
+
+# --- search ------------------------------------------------------------------------------
+
+
+def test_study_search_returns_merged_study_attributes(loaded: Index) -> None:
+    results = search(loaded, Level.STUDY)
+    assert studies_of(results) == ["1.1", "1.2", "1.3"]
+    first = results[0]
+    assert value(first, "00100020") == "PID-1"
+    assert value(first, "00100010") == {"Alphabetic": "Doe^John"}
+    assert "00080018" not in first and "00080060" not in first
+
+
+def test_series_search_merges_study_and_series(loaded: Index) -> None:
+    results = search(loaded, Level.SERIES)
+    assert uids(results, attributes.SERIES_UID) == ["1.1.1", "1.1.2", "1.2.1", "1.3.1"]
+    assert value(results[1], "00080060") == "MR"
+    assert value(results[1], "00100020") == "PID-1"
+    assert value(results[1], attributes.STUDY_UID) == "1.1"
+
+
+def test_instance_search_merges_every_level(loaded: Index) -> None:
+    results = search(loaded, Level.INSTANCE)
+    assert sops_of(results) == ["1.1.1.2", "1.1.1.1", "1.1.2.1", "1.2.1.1", "1.3.1.1"]
+    first = results[0]
+    assert value(first, "00080016") == CT_IMAGE
+    assert value(first, "00100020") == "PID-1"
+    assert value(first, "00080060") == "CT"
+    assert value(first, "00200013") == 1
+
+
+STUDY_KEY_CASES = [
+    (("StudyInstanceUID", "1.2"), ["1.2"]),
+    (("PatientID", "PID-1"), ["1.1", "1.3"]),
+    (("PatientID", "pid-1"), []),
+    (("PatientName", "García^José"), ["1.2"]),
+    (("PatientName", "garcía^josé"), []),
+    (("AccessionNumber", "ACC-3"), ["1.3"]),
+    (("ReferringPhysicianName", "House^Gregory"), ["1.2"]),
+    (("StudyDate", "20240115"), ["1.1"]),
+    (("StudyDate", "20240101-20241231"), ["1.1", "1.3"]),
+    (("StudyDate", "-20240115"), ["1.1", "1.2"]),
+    (("StudyDate", "20240116-"), ["1.3"]),
+    (("StudyDate", "20230601-20230601"), ["1.2"]),
+    (("0020000D", "1.3"), ["1.3"]),
+    (("PatientID", ""), ["1.1", "1.2", "1.3"]),
+    (("PatientID", "PID-*"), []),
+]
+
+
+@pytest.mark.parametrize(("param", "expected"), STUDY_KEY_CASES)
+def test_study_search_by_key(loaded: Index, param: tuple[str, str], expected: list[str]) -> None:
+    assert studies_of(search(loaded, Level.STUDY, param)) == expected
+
+
+@pytest.mark.parametrize(("param", "expected"), STUDY_KEY_CASES)
+def test_study_keys_filter_series_and_instances(
+    loaded: Index, param: tuple[str, str], expected: list[str]
+) -> None:
+    series_studies = studies_of(search(loaded, Level.SERIES, param))
+    instance_studies = studies_of(search(loaded, Level.INSTANCE, param))
+    assert sorted(set(series_studies)) == expected
+    assert sorted(set(instance_studies)) == expected
+
+
+def test_conditions_are_anded(loaded: Index) -> None:
+    found = search(loaded, Level.STUDY, ("PatientID", "PID-1"), ("StudyDate", "20241231"))
+    assert studies_of(found) == ["1.3"]
+    both = search(loaded, Level.SERIES, ("PatientID", "PID-1"), ("Modality", "MR"))
+    assert uids(both, attributes.SERIES_UID) == ["1.1.2"]
+
+
+@pytest.mark.parametrize(
+    ("param", "expected"),
+    [
+        (("Modality", "MR"), ["1.1.2", "1.2.1"]),
+        (("Modality", "CT"), ["1.1.1", "1.3.1"]),
+        (("Modality", "mr"), []),
+        (("SeriesInstanceUID", "1.2.1"), ["1.2.1"]),
+        (("0020000E", "1.1.1"), ["1.1.1"]),
+    ],
+)
+def test_series_search_by_key(loaded: Index, param: tuple[str, str], expected: list[str]) -> None:
+    assert uids(search(loaded, Level.SERIES, param), attributes.SERIES_UID) == expected
+
+
+def test_instance_search_by_series_keys_and_sop(loaded: Index) -> None:
+    assert sops_of(search(loaded, Level.INSTANCE, ("Modality", "MR"))) == ["1.1.2.1", "1.2.1.1"]
+    found = search(loaded, Level.INSTANCE, ("SeriesInstanceUID", "1.1.1"))
+    assert sops_of(found) == ["1.1.1.2", "1.1.1.1"]
+    assert sops_of(search(loaded, Level.INSTANCE, ("SOPInstanceUID", "1.3.1.1"))) == ["1.3.1.1"]
+    assert search(loaded, Level.INSTANCE, ("SOPInstanceUID", "1.3.1")) == []
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [
+        ("jo", ["1.1", "1.2", "1.3"]),
+        ("Do", ["1.1", "1.3"]),
+        ("John Doe", ["1.1", "1.3"]),
+        ("ohn", []),
+        ("GARC", ["1.2"]),
+        ("jose", ["1.2"]),
+        ("josé", ["1.2"]),
+        ("zz gar", ["1.2"]),
+    ],
+)
+def test_fuzzy_patient_name(loaded: Index, query: str, expected: list[str]) -> None:
+    params = (("PatientName", query), ("fuzzymatching", "true"))
+    assert studies_of(search(loaded, Level.STUDY, *params)) == expected
+    assert sorted(set(studies_of(search(loaded, Level.SERIES, *params)))) == expected
+    assert sorted(set(studies_of(search(loaded, Level.INSTANCE, *params)))) == expected
+
+
+def test_fuzzy_combined_with_other_keys(loaded: Index) -> None:
+    params = (("PatientName", "doe"), ("fuzzymatching", "true"), ("AccessionNumber", "ACC-3"))
+    assert studies_of(search(loaded, Level.STUDY, *params)) == ["1.3"]
+
+
+def test_search_scoped_by_study_and_series(loaded: Index) -> None:
+    series = search(loaded, Level.SERIES, study_uid="1.1")
+    assert uids(series, attributes.SERIES_UID) == ["1.1.1", "1.1.2"]
+    in_study = search(loaded, Level.INSTANCE, study_uid="1.1")
+    assert sops_of(in_study) == ["1.1.1.2", "1.1.1.1", "1.1.2.1"]
+    in_series = search(loaded, Level.INSTANCE, study_uid="1.1", series_uid="1.1.2")
+    assert sops_of(in_series) == ["1.1.2.1"]
+    assert search(loaded, Level.INSTANCE, study_uid="1.2", series_uid="1.1.2") == []
+    assert search(loaded, Level.SERIES, ("Modality", "MR"), study_uid="1.2") != []
+    assert search(loaded, Level.SERIES, ("Modality", "CT"), study_uid="1.2") == []
+
+
+def test_search_of_an_unknown_store_is_empty(loaded: Index) -> None:
+    assert loaded.search("nope", parse_search(Level.STUDY, [])) == []
+
+
+# --- paging ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def many(index: Index) -> Index:
+    """30 studies x 2 series x 3 instances, UIDs chosen so string order differs from numeric."""
+    for study in range(30):
+        for series in range(2):
+            for number in (3, 1, 2):
+                sop = f"2.{study}.{series}.{number}"
+                index.add_instance(
+                    make(
+                        f"2.{study}",
+                        f"2.{study}.{series}",
+                        sop,
+                        number=number,
+                        patient_id=f"P{study % 3}",
+                        modality="MR" if series else "CT",
+                    )
+                )
+    return index
+
+
+def pages(fetch: Callable[[int, int], list[DicomJson]], size: int) -> list[list[DicomJson]]:
+    collected: list[list[DicomJson]] = []
+    offset = 0
+    while page := fetch(size, offset):
+        assert len(page) <= size
+        collected.append(page)
+        offset += size
+    return collected
+
+
+@pytest.mark.parametrize(
+    ("level", "params", "tag"),
+    [
+        (Level.STUDY, [], attributes.STUDY_UID),
+        (Level.STUDY, [("PatientID", "P1")], attributes.STUDY_UID),
+        (Level.SERIES, [], attributes.SERIES_UID),
+        (Level.SERIES, [("Modality", "MR")], attributes.SERIES_UID),
+        (Level.INSTANCE, [], attributes.SOP_UID),
+        (Level.INSTANCE, [("PatientID", "P2"), ("Modality", "CT")], attributes.SOP_UID),
+        (Level.INSTANCE, [("PatientName", "jo"), ("fuzzymatching", "true")], attributes.SOP_UID),
+    ],
+)
+@pytest.mark.parametrize("size", [1, 4, 7, 1000])
+def test_paging_is_stable(
+    many: Index, level: Level, params: list[tuple[str, str]], tag: str, size: int
+) -> None:
+    whole = uids(many.search(STORE_ID, parse_search(level, [*params, ("limit", "5000")])), tag)
+    assert whole and len(whole) == len(set(whole))
+
+    def fetch(limit: int, offset: int) -> list[DicomJson]:
+        paging = [("limit", str(limit)), ("offset", str(offset))]
+        return many.search(STORE_ID, parse_search(level, [*params, *paging]))
+
+    concatenated = [uid for page in pages(fetch, size) for uid in uids(page, tag)]
+    assert concatenated == whole
+
+
+RESIDUAL_CONDITIONS = [
+    # Kinds Google lacks and attributes without a search column: indexes filter in process.
+    Condition("00080018", "SOPInstanceUID", "UI", Level.INSTANCE, MatchKind.WILDCARD, "2.1*.1.?"),
+    Condition("00280010", "Rows", "US", Level.INSTANCE, MatchKind.EXACT, "4"),
+    Condition(
+        "0020000D", "StudyInstanceUID", "UI", Level.STUDY, MatchKind.UID_LIST,
+        values=("2.3", "2.12", "2.25", "9.9"),
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("condition", RESIDUAL_CONDITIONS, ids=lambda c: c.kind)
+@pytest.mark.parametrize("size", [1, 5, 1000])
+def test_paging_with_conditions_matched_in_process(
+    many: Index, condition: Condition, size: int
+) -> None:
+    full = SearchQuery(Level.INSTANCE, conditions=(condition,), limit=5000)
+    whole = sops_of(many.search(STORE_ID, full))
+    expected = {
+        MatchKind.WILDCARD: 33,  # 2.1 and 2.10-2.19, series 1, three instances each
+        MatchKind.EXACT: 180,
+        MatchKind.UID_LIST: 18,
+    }[condition.kind]
+    assert len(whole) == len(set(whole)) == expected
+
+    def fetch(limit: int, offset: int) -> list[DicomJson]:
+        paged = dataclasses.replace(full, limit=limit, offset=offset)
+        return many.search(STORE_ID, paged)
+
+    assert [sop for page in pages(fetch, size) for sop in sops_of(page)] == whole
+
+
+def test_default_limit_and_order(many: Index) -> None:
+    results = search(many, Level.INSTANCE)
+    assert len(results) == 180
+    keys = [
+        (value(r, "0020000D"), value(r, "0020000E"), value(r, "00200013"), value(r, "00080018"))
+        for r in results
+    ]
+    assert keys == sorted(keys)
+    assert len(search(many, Level.STUDY, ("limit", "10"))) == 10
+    assert search(many, Level.STUDY, ("offset", "30")) == []
+    assert search(many, Level.STUDY, ("limit", "0")) == []
+
+
+# --- deletion ----------------------------------------------------------------------------
+
+
+def test_mark_deleting_a_study_hides_it_at_once(loaded: Index) -> None:
+    rows = loaded.mark_deleting(STORE_ID, "1.1")
+    assert sorted(r.sop_uid for r in rows) == ["1.1.1.1", "1.1.1.2", "1.1.2.1"]
+    assert loaded.is_deleting(STORE_ID, "1.1")
+    assert loaded.is_deleting(STORE_ID, "1.1", "1.1.1")
+    assert not loaded.is_deleting(STORE_ID, "1.2")
+    assert studies_of(search(loaded, Level.STUDY)) == ["1.2", "1.3"]
+    assert "1.1" not in studies_of(search(loaded, Level.SERIES))
+    assert "1.1" not in studies_of(search(loaded, Level.INSTANCE))
+    assert studies_of(search(loaded, Level.STUDY, ("PatientID", "PID-1"))) == ["1.3"]
+    assert loaded.list_instances(STORE_ID, "1.1") == []
+    with pytest.raises(NotFound):
+        loaded.get_instance(STORE_ID, "1.1", "1.1.1", "1.1.1.1")
+
+
+def test_mark_deleting_a_series(loaded: Index) -> None:
+    rows = loaded.mark_deleting(STORE_ID, "1.1", "1.1.1")
+    assert sorted(r.sop_uid for r in rows) == ["1.1.1.1", "1.1.1.2"]
+    assert loaded.is_deleting(STORE_ID, "1.1", "1.1.1")
+    assert not loaded.is_deleting(STORE_ID, "1.1", "1.1.2")
+    assert not loaded.is_deleting(STORE_ID, "1.1")
+    assert "1.1" in studies_of(search(loaded, Level.STUDY))
+    assert uids(search(loaded, Level.SERIES, study_uid="1.1"), attributes.SERIES_UID) == ["1.1.2"]
+    assert sops_of(search(loaded, Level.INSTANCE, study_uid="1.1")) == ["1.1.2.1"]
+
+
+def test_mark_deleting_again_returns_every_row_to_purge(loaded: Index) -> None:
+    loaded.mark_deleting(STORE_ID, "1.1")
+    assert len(loaded.mark_deleting(STORE_ID, "1.1")) == 3
+    assert loaded.mark_deleting(STORE_ID, "9.9") == []
+    assert not loaded.is_deleting(STORE_ID, "9.9")
+
+
+def test_purge_after_mark(loaded: Index) -> None:
+    rows = loaded.mark_deleting(STORE_ID, "1.1")
+    assert loaded.remove_instances(STORE_ID, [r.key for r in rows]) == 3
+    assert not loaded.is_deleting(STORE_ID, "1.1")
+    assert loaded.find_study_uid(STORE_ID, "1.1.1") is None
+    assert loaded.mark_deleting(STORE_ID, "1.1") == []
+    loaded.add_instance(make("1.1", "1.1.1", "1.1.1.9", patient_id="NEW"))
+    assert studies_of(search(loaded, Level.STUDY, ("PatientID", "NEW"))) == ["1.1"]
+    assert not loaded.is_deleting(STORE_ID, "1.1")
+
+
+def test_remove_is_idempotent(loaded: Index) -> None:
+    keys = [("1.1", "1.1.1", "1.1.1.1"), ("1.1", "1.1.1", "1.1.1.1"), ("9", "9", "9")]
+    assert loaded.remove_instances(STORE_ID, keys) == 1
+    assert loaded.remove_instances(STORE_ID, keys) == 0
+    assert loaded.remove_instances(STORE_ID, []) == 0
+    assert sops_of(search(loaded, Level.INSTANCE, study_uid="1.1")) == ["1.1.1.2", "1.1.2.1"]
+
+
+def test_study_and_series_vanish_with_their_last_instance(loaded: Index) -> None:
+    loaded.remove_instances(STORE_ID, [("1.1", "1.1.2", "1.1.2.1")])
+    assert uids(search(loaded, Level.SERIES, study_uid="1.1"), attributes.SERIES_UID) == ["1.1.1"]
+    assert loaded.find_study_uid(STORE_ID, "1.1.2") is None
+    loaded.remove_instances(STORE_ID, [("1.1", "1.1.1", "1.1.1.1"), ("1.1", "1.1.1", "1.1.1.2")])
+    assert studies_of(search(loaded, Level.STUDY)) == ["1.2", "1.3"]
+    assert search(loaded, Level.SERIES, study_uid="1.1") == []
+    fuzzy = (("PatientName", "doe"), ("fuzzymatching", "true"))
+    assert studies_of(search(loaded, Level.STUDY, *fuzzy)) == ["1.3"]
+
+
+def test_instance_stored_during_a_purge_stays_visible(loaded: Index) -> None:
+    rows = loaded.mark_deleting(STORE_ID, "1.1")
+    loaded.add_instance(make("1.1", "1.1.1", "1.1.1.9"))
+    assert sops_of(search(loaded, Level.INSTANCE, study_uid="1.1")) == ["1.1.1.9"]
+    loaded.remove_instances(STORE_ID, [r.key for r in rows])
+    assert not loaded.is_deleting(STORE_ID, "1.1")
+    assert sops_of(search(loaded, Level.INSTANCE, study_uid="1.1")) == ["1.1.1.9"]
+    assert studies_of(search(loaded, Level.STUDY)) == ["1.1", "1.2", "1.3"]
+
+
+# --- concurrency -------------------------------------------------------------------------
+
+
+def run_threads(count: int, work: Callable[[int], None]) -> None:
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(count)
+
+    def body(number: int) -> None:
+        try:
+            barrier.wait()
+            work(number)
+        except BaseException as error:  # collected and re-raised in the test thread
+            errors.append(error)
+
+    threads = [threading.Thread(target=body, args=(n,)) for n in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+
+
+def test_parallel_adds_to_one_study(index: Index) -> None:
+    def work(worker: int) -> None:
+        for n in range(50):
+            sop = f"3.1.{worker}.{n}"
+            index.add_instance(make("3.1", f"3.1.{worker % 2}", sop, number=n))
+
+    run_threads(8, work)
+    assert len(index.list_instances(STORE_ID, "3.1")) == 400
+    found = search(index, Level.INSTANCE, ("limit", "1000"), study_uid="3.1")
+    assert len(found) == len(set(sops_of(found))) == 400
+    assert studies_of(search(index, Level.STUDY)) == ["3.1"]
+    assert len(search(index, Level.SERIES, study_uid="3.1")) == 2
+    rows = index.mark_deleting(STORE_ID, "3.1")
+    assert index.remove_instances(STORE_ID, [r.key for r in rows[:399]]) == 399
+    assert studies_of(search(index, Level.STUDY)) == []
+    assert index.is_deleting(STORE_ID, "3.1")
+    assert index.remove_instances(STORE_ID, [rows[399].key]) == 1
+    assert not index.is_deleting(STORE_ID, "3.1")
+
+
+def test_parallel_adds_of_the_same_instance(index: Index) -> None:
+    returned: list[InstanceRecord] = []
+    candidates = [make("4.1", "4.1.1", "4.1.1.1", crc32c=f"crc-{n}") for n in range(8)]
+
+    def work(worker: int) -> None:
+        returned.append(index.add_instance(candidates[worker]))
+
+    run_threads(8, work)
+    stored = index.get_instance(STORE_ID, "4.1", "4.1.1", "4.1.1.1")
+    winners = [c for c in candidates if any(r is c for r in returned)]
+    assert len(winners) == 1
+    assert all(r == stored for r in returned)
+    assert stored.crc32c == winners[0].crc32c
+    assert len(index.list_instances(STORE_ID, "4.1")) == 1
+    assert len(search(index, Level.INSTANCE)) == 1
