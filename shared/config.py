@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shared.errors import ConfigurationError
 
-_BACKENDS = ("local", "gcp")
+_BACKENDS = ("local",)  # "gcp" joins with the cloud adapters
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:

@@ -40,6 +40,8 @@ class Operation:
     response: dict[str, Any] | None = None
     logs_url: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
+    shards_total: int = 0
+    shards_done: int = 0
 
     @property
     def operation_id(self) -> str:

@@ -25,8 +25,8 @@ class OperationStore(Protocol):
         """Operations of a dataset, newest first, and the next page token."""
         ...
 
-    def set_pending(self, name: str, pending: int) -> None:
-        """Record how many items the operation will process in total."""
+    def set_plan(self, name: str, *, items: int, shards: int) -> None:
+        """Record how many items the operation processes, in how many shards."""
         ...
 
     def record_shard(

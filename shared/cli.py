@@ -1,0 +1,69 @@
+"""The `dicomstore` command: run the embedded store (more operator commands come later)."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+
+from shared.config import Settings
+
+logger = logging.getLogger(__name__)
+
+FUNCTIONS_SOURCE = Path(__file__).resolve().parent.parent / "functions" / "main.py"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="dicomstore", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the embedded DICOM store")
+    serve.add_argument("--host", help="address to bind (default DICOMSTORE_HOST or 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default PORT or 8080)")
+    serve.add_argument("--data-dir", type=Path, help="data directory (DICOMSTORE_DATA_DIR)")
+    args = parser.parse_args(argv)
+    settings = Settings.from_env()
+    overrides = {
+        key: value
+        for key, value in (("host", args.host), ("port", args.port), ("data_dir", args.data_dir))
+        if value is not None
+    }
+    settings = dataclasses.replace(settings, **overrides)
+    return serve_forever(settings)
+
+
+def serve_forever(settings: Settings) -> int:
+    """Serve functions/main.py's `dicomweb` with waitress, a production WSGI server."""
+    import functions_framework
+    import waitress
+
+    from shared import bootstrap
+    from shared.logging_setup import configure_logging
+
+    configure_logging(settings)
+    services = bootstrap.build_services(settings)
+    bootstrap.set_services(services)
+    app = functions_framework.create_app(target="dicomweb", source=str(FUNCTIONS_SOURCE))
+    base = f"http://{settings.host}:{settings.port}/v1/{settings.default_store}/dicomWeb"
+    sys.stdout.write(f"DICOMweb base URL: {base}\n")
+    sys.stdout.flush()
+    try:
+        waitress.serve(
+            app,
+            host=settings.host,
+            port=settings.port,
+            threads=settings.server_threads,
+            ident="dicomstore",
+            channel_timeout=1800,
+            max_request_body_size=1 << 62,
+        )
+    finally:
+        stop = getattr(services.queue, "stop", None)
+        if callable(stop):
+            stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""WADO-RS: instances (as stored or transcoded), frames, rendered images, metadata, bulkdata."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import BinaryIO
+
+from pydicom import Dataset, dcmread
+from pydicom.dataset import FileMetaDataset
+from pydicom.uid import UID
+
+from shared.dicom import codecs, json_model
+from shared.domain.identifiers import validate_uid
+from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
+from shared.errors import InvalidArgument, NotAcceptable, NotFound
+from shared.service.context import Services
+
+_CHUNK = 1 << 20
+_NATIVE_LE = (codecs.EXPLICIT_VR_LE, codecs.IMPLICIT_VR_LE)
+_DEFLATED = "1.2.840.10008.1.2.1.99"
+# Attributes codecs need to decide and decode; all are small, so the stored metadata has them.
+_PIXEL_HEADER_TAGS = (
+    "00020010",  # TransferSyntaxUID
+    "00080016",  # SOPClassUID
+    "00280002",  # SamplesPerPixel
+    "00280004",  # PhotometricInterpretation
+    "00280006",  # PlanarConfiguration
+    "00280008",  # NumberOfFrames
+    "00280010",  # Rows
+    "00280011",  # Columns
+    "00280100",  # BitsAllocated
+    "00280101",  # BitsStored
+    "00280102",  # HighBit
+    "00280103",  # PixelRepresentation
+)
+
+
+def find_instances(
+    services: Services,
+    store: StoreRecord,
+    study: str,
+    series: str | None = None,
+    sop: str | None = None,
+) -> list[InstanceRecord]:
+    """ACTIVE instances of the addressed study, series or instance; NotFound when none."""
+    validate_uid(study, "StudyInstanceUID")
+    if series is not None:
+        validate_uid(series, "SeriesInstanceUID")
+    if sop is not None:
+        validate_uid(sop, "SOPInstanceUID")
+        assert series is not None
+        return [services.index.get_instance(store.store_id, study, series, sop)]
+    records = services.index.list_instances(store.store_id, study, series)
+    if not records:
+        what = f"series {series} of study {study}" if series else f"study {study}"
+        raise NotFound(f"{what} not found")
+    return records
+
+
+def pixel_header(record: InstanceRecord) -> Dataset:
+    """A Dataset holding only the pixel-description attributes of the stored metadata."""
+    subset = {tag: record.metadata[tag] for tag in _PIXEL_HEADER_TAGS if tag in record.metadata}
+    subset.pop("00020010", None)
+    ds = Dataset.from_json(subset)
+    ds.file_meta = _file_meta(record.transfer_syntax)
+    return ds
+
+
+def _file_meta(transfer_syntax: str) -> FileMetaDataset:
+    meta = FileMetaDataset()
+    meta.TransferSyntaxUID = UID(transfer_syntax)
+    return meta
+
+
+def output_syntax(record: InstanceRecord, requested: str | None) -> str:
+    """The syntax an instance is sent in: '*' or None-as-stored resolve to the stored one."""
+    if requested in (None, "*"):
+        return record.transfer_syntax
+    return requested
+
+
+def check_transcodable(records: list[InstanceRecord], requested: str | None) -> None:
+    """Refuse (406) before the first byte is sent if any instance cannot be converted."""
+    for record in records:
+        target = output_syntax(record, requested)
+        if target == record.transfer_syntax:
+            continue
+        if not codecs.can_transcode(record.transfer_syntax, target, pixel_header(record)):
+            raise NotAcceptable(
+                f"instance {record.sop_uid} is stored as {record.transfer_syntax} and cannot be "
+                f"transcoded to {target}; request transfer-syntax=* to get it as stored"
+            )
+
+
+def instance_chunks(services: Services, record: InstanceRecord, target: str) -> Iterator[bytes]:
+    """The instance's Part-10 bytes in `target`, streamed from the blob when no work is needed."""
+    if target == record.transfer_syntax:
+        with services.blobs.open(record.blob_key) as handle:
+            while chunk := handle.read(_CHUNK):
+                yield chunk
+        return
+    with services.blobs.open(record.blob_key) as handle:
+        yield codecs.transcode_instance(handle, target)
+
+
+def load_dataset(services: Services, record: InstanceRecord) -> Dataset:
+    """The whole stored instance, pixel data included (rendering, bulkdata)."""
+    with services.blobs.open(record.blob_key) as handle:
+        data = handle.read()
+    # force: uploads without the 128-byte preamble are stored as sent (validated at ingest).
+    return dcmread(io.BytesIO(data), force=True)
+
+
+def parse_frame_list(text: str, number_of_frames: int) -> list[int]:
+    """'1,3,2' -> [1, 3, 2] in request order; 400 for malformed or out-of-range numbers."""
+    numbers: list[int] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item.isdigit():
+            raise InvalidArgument(
+                f"invalid frame list {text!r}: frame numbers are positive integers"
+            )
+        numbers.append(int(item))
+    if number_of_frames == 0:
+        raise InvalidArgument("the instance has no pixel data, so it has no frames")
+    for number in numbers:
+        if not 1 <= number <= number_of_frames:
+            raise InvalidArgument(
+                f"frame {number} is out of range: the instance has {number_of_frames} frame(s)"
+            )
+    return numbers
+
+
+def frame_payloads(
+    services: Services, record: InstanceRecord, numbers: list[int], requested: str | None
+) -> tuple[str, list[bytes]]:
+    """The requested frames in request order and the transfer syntax they are encoded in.
+
+    Stored spans are read directly whenever the bytes need no conversion, so a frame of a large
+    multi-frame instance costs one ranged read, not a read of the whole object.
+    """
+    target = output_syntax(record, requested)
+    spans_usable = bool(record.frames) and record.transfer_syntax != _DEFLATED
+    stored_native_le = record.transfer_syntax in _NATIVE_LE
+    if spans_usable and (
+        target == record.transfer_syntax or (stored_native_le and target in _NATIVE_LE)
+    ):
+        return target, [_read_frame(services, record, n) for n in numbers]
+    if spans_usable and target in _NATIVE_LE and _is_encapsulated(record.transfer_syntax):
+        header = pixel_header(record)
+        frames = [
+            codecs.decode_frame(_read_frame(services, record, n), header, record.transfer_syntax, n)
+            for n in numbers
+        ]
+        return target, frames
+    with services.blobs.open(record.blob_key) as handle:
+        return target, codecs.frames_from_instance(handle, numbers, target)
+
+
+def _is_encapsulated(transfer_syntax: str) -> bool:
+    return transfer_syntax.startswith("1.2.840.10008.1.2.4.") or transfer_syntax == (
+        "1.2.840.10008.1.2.5"
+    )
+
+
+def _read_frame(services: Services, record: InstanceRecord, number: int) -> bytes:
+    spans = record.frames[number - 1]
+    return b"".join(services.blobs.read_range(record.blob_key, s.offset, s.length) for s in spans)
+
+
+def metadata(records: list[InstanceRecord], dicomweb_url: str) -> list[DicomJson]:
+    """Each instance's stored metadata with absolute BulkDataURIs."""
+    return [
+        json_model.absolutize_bulkdata(record.metadata, instance_url(dicomweb_url, record))
+        for record in records
+    ]
+
+
+def instance_url(dicomweb_url: str, record: InstanceRecord) -> str:
+    return (
+        f"{dicomweb_url}/studies/{record.study_uid}/series/{record.series_uid}"
+        f"/instances/{record.sop_uid}"
+    )
+
+
+def bulkdata(services: Services, record: InstanceRecord, tag_path: str) -> bytes:
+    """The value bytes of the element at `tag_path` (little endian, as Google serves them)."""
+    dataset = load_dataset(services, record)
+    element = json_model.find_bulk_element(dataset, tag_path)
+    little_endian = record.transfer_syntax != "1.2.840.10008.1.2.2"
+    return json_model.element_value_bytes(element, little_endian)
+
+
+def open_blob(services: Services, record: InstanceRecord) -> BinaryIO:
+    return services.blobs.open(record.blob_key)

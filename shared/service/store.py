@@ -1,0 +1,279 @@
+"""STOW-RS: validate, write the blob, then commit the index row; nothing half-written on failure."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import google_crc32c
+
+from shared.dicom import attributes, json_model, parse
+from shared.domain import reasons
+from shared.domain.operations import utc_now
+from shared.domain.records import STORAGE_CLASSES, InstanceRecord, StoreRecord
+from shared.errors import InvalidArgument, InvalidDicom, NotFound
+from shared.service.context import Services
+
+logger = logging.getLogger(__name__)
+
+_CHUNK = 1 << 20
+_PREAMBLE_LENGTH = 128
+_PREFIX_LENGTH = _PREAMBLE_LENGTH + 4
+_NATIVE_SYNTAXES = ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1", "1.2.840.10008.1.2.2")
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """What happened to one part of a store request."""
+
+    sop_class_uid: str = ""
+    sop_uid: str = ""
+    study_uid: str = ""
+    series_uid: str = ""
+    failure_reason: int | None = None
+    failure_detail: str = ""
+
+    @property
+    def stored(self) -> bool:
+        return self.failure_reason is None
+
+
+def validate_storage_class(value: str | None) -> str:
+    """The Storage-Class header or blobStorageClass value, defaulting to STANDARD."""
+    if value is None or value == "":
+        return "STANDARD"
+    upper = value.strip().upper()
+    if upper not in STORAGE_CLASSES:
+        raise InvalidArgument(
+            f"invalid storage class {value!r}: expected one of {', '.join(STORAGE_CLASSES)}"
+        )
+    return upper
+
+
+def spool_with_checksum(services: Services, source: BinaryIO) -> tuple[BinaryIO, int, int]:
+    """Copy a stream into a temp file; returns (file at offset 0, size, CRC32C).
+
+    A Part-10 body sent without the 128-byte preamble and DICM magic (dicomweb-client does
+    this) gets them added, so every stored object is a file that any DICOM reader opens.
+    """
+    spooled = services.spool()
+    crc = 0
+    size = 0
+    try:
+        first = _read_at_least(source, _PREFIX_LENGTH)
+        if _lacks_preamble(first):
+            first = bytes(_PREAMBLE_LENGTH) + b"DICM" + first
+        for chunk in _chain(first, source):
+            crc = google_crc32c.extend(crc, chunk)
+            size += len(chunk)
+            spooled.write(chunk)
+    except BaseException:
+        spooled.close()
+        raise
+    spooled.seek(0)
+    return spooled, size, crc
+
+
+def _read_at_least(source: BinaryIO, count: int) -> bytes:
+    data = b""
+    while len(data) < count:
+        chunk = source.read(count - len(data))
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _lacks_preamble(head: bytes) -> bool:
+    # Starts with an explicit-VR-LE element of group 0002 instead of a preamble + "DICM".
+    has_magic = len(head) >= _PREFIX_LENGTH and head[_PREAMBLE_LENGTH:_PREFIX_LENGTH] == b"DICM"
+    return (
+        not has_magic
+        and len(head) >= 8
+        and head[:2] == b"\x02\x00"
+        and 0x40 < head[4] < 0x5B
+        and 0x40 < head[5] < 0x5B
+    )
+
+
+def _chain(first: bytes, source: BinaryIO) -> Iterator[bytes]:
+    if first:
+        yield first
+    while chunk := source.read(_CHUNK):
+        yield chunk
+
+
+def store_instances(
+    services: Services,
+    store: StoreRecord,
+    spooled_parts: Iterable[tuple[BinaryIO, int, int]],
+    *,
+    expected_study: str | None,
+    storage_class: str,
+) -> list[StoreOutcome]:
+    """Store every spooled part in order; one outcome per part."""
+    return [
+        store_one(
+            services,
+            store,
+            data,
+            size,
+            crc,
+            expected_study=expected_study,
+            storage_class=storage_class,
+        )
+        for data, size, crc in spooled_parts
+    ]
+
+
+def store_one(
+    services: Services,
+    store: StoreRecord,
+    data: BinaryIO,
+    size: int,
+    crc: int,
+    *,
+    expected_study: str | None,
+    storage_class: str,
+) -> StoreOutcome:
+    """Store one Part-10 instance: identical re-upload succeeds, different bytes fail with 272."""
+    try:
+        parsed = parse.read_instance(data)
+    except InvalidDicom as exc:
+        return StoreOutcome(
+            failure_reason=reasons.PROCESSING_FAILURE,
+            failure_detail=f"invalid DICOM: {exc.message}",
+        )
+    ident = StoreOutcome(parsed.sop_class_uid, parsed.sop_uid, parsed.study_uid, parsed.series_uid)
+    if expected_study is not None and parsed.study_uid != expected_study:
+        return _failed(
+            ident,
+            reasons.STUDY_UID_MISMATCH,
+            f"StudyInstanceUID {parsed.study_uid} does not match the study {expected_study} "
+            "of the request URL",
+        )
+    if services.index.is_deleting(store.store_id, parsed.study_uid, parsed.series_uid):
+        return _failed(
+            ident,
+            reasons.PROCESSING_FAILURE,
+            "the study or series is being deleted by a long-running operation; "
+            "retry when it is done",
+        )
+    existing = _existing(services, store, parsed.study_uid, parsed.series_uid, parsed.sop_uid)
+    if existing is not None:
+        return _compare_existing(ident, existing, size, crc)
+    record = _build_record(services, store, parsed, size, crc, storage_class)
+    data.seek(0)
+    services.blobs.put(record.blob_key, data, if_absent=True, storage_class=storage_class)
+    try:
+        winner = services.index.add_instance(record)
+    except BaseException:
+        _discard_blob(services, record.blob_key)
+        raise
+    if winner.blob_key != record.blob_key:
+        # A concurrent upload of the same UIDs committed first; our blob is nobody's.
+        _discard_blob(services, record.blob_key)
+        return _compare_existing(ident, winner, size, crc)
+    logger.info("stored instance %s (study %s, %d bytes)", parsed.sop_uid, parsed.study_uid, size)
+    return ident
+
+
+def _existing(
+    services: Services, store: StoreRecord, study: str, series: str, sop: str
+) -> InstanceRecord | None:
+    try:
+        return services.index.get_instance(store.store_id, study, series, sop)
+    except NotFound:
+        return None
+
+
+def _compare_existing(
+    ident: StoreOutcome, existing: InstanceRecord, size: int, crc: int
+) -> StoreOutcome:
+    if existing.state != "ACTIVE":
+        return _failed(
+            ident,
+            reasons.PROCESSING_FAILURE,
+            "the instance is being deleted by a long-running operation; retry when it is done",
+        )
+    if existing.size == size and existing.crc32c == _crc_hex(crc):
+        return ident
+    return _failed(
+        ident,
+        reasons.PROCESSING_FAILURE,
+        "An instance already exists in this DICOM Store with the same Study/Series/SOPInstance "
+        "UID, but the DICOM files differ (checksum mismatch).",
+    )
+
+
+def _failed(ident: StoreOutcome, reason: int, detail: str) -> StoreOutcome:
+    return StoreOutcome(
+        ident.sop_class_uid, ident.sop_uid, ident.study_uid, ident.series_uid, reason, detail
+    )
+
+
+def _crc_hex(crc: int) -> str:
+    return f"{crc:08x}"
+
+
+def blob_key(store_id: str, study: str, series: str, sop: str, crc: int) -> str:
+    """A key unique to this upload attempt.
+
+    Every attempt writes its own object (create-if-absent), so no upload can overwrite another
+    and each attempt's clean-up removes only what it wrote itself, even under races.
+    """
+    return f"stores/{store_id}/{study}/{series}/{sop}/{_crc_hex(crc)}-{uuid.uuid4().hex[:16]}.dcm"
+
+
+def _build_record(
+    services: Services,
+    store: StoreRecord,
+    parsed: parse.ParsedInstance,
+    size: int,
+    crc: int,
+    storage_class: str,
+) -> InstanceRecord:
+    pixel_vr = _pixel_data_vr(parsed) if parsed.number_of_frames else None
+    metadata = json_model.dataset_to_json(parsed.dataset, pixel_data_vr=pixel_vr)
+    study_attrs, series_attrs = attributes.split_levels(metadata)
+    return InstanceRecord(
+        store_id=store.store_id,
+        study_uid=parsed.study_uid,
+        series_uid=parsed.series_uid,
+        sop_uid=parsed.sop_uid,
+        sop_class_uid=parsed.sop_class_uid,
+        transfer_syntax=parsed.transfer_syntax,
+        blob_key=blob_key(store.store_id, parsed.study_uid, parsed.series_uid, parsed.sop_uid, crc),
+        size=size,
+        crc32c=_crc_hex(crc),
+        storage_class=storage_class,
+        number_of_frames=parsed.number_of_frames,
+        frames=parsed.frames,
+        study=study_attrs,
+        series=series_attrs,
+        metadata=metadata,
+        metadata_size=len(json_model.dumps([metadata])),
+        create_time=utc_now(),
+    )
+
+
+def _pixel_data_vr(parsed: parse.ParsedInstance) -> str:
+    """PS3.5 8.2: encapsulated or <= 8-bit pixel data is OB, otherwise OW."""
+    if 0x7FE00010 in parsed.dataset:
+        # keep_deferred: reading .VR must not load the pixel data into memory.
+        element = parsed.dataset.get_item(0x7FE00010, keep_deferred=True)
+        if element is not None and element.VR in ("OB", "OW"):
+            return str(element.VR)
+    encapsulated = parsed.transfer_syntax not in _NATIVE_SYNTAXES
+    bits = int(parsed.dataset.get("BitsAllocated", 16) or 16)
+    return "OB" if encapsulated or bits <= 8 else "OW"
+
+
+def _discard_blob(services: Services, key: str) -> None:
+    try:
+        services.blobs.delete(key)
+    except Exception:
+        logger.exception("could not remove the orphan object %s", key)

@@ -1,0 +1,223 @@
+"""DICOMweb routes under {store}/dicomWeb: STOW, QIDO, WADO and delete."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING
+
+from flask import Response
+
+from shared.dicom import media_types, query, xml_model
+from shared.domain.identifiers import StoreName, validate_uid
+from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
+from shared.domain.search import Level
+from shared.errors import InvalidArgument, NotAcceptable, NotFound
+from shared.service import delete, retrieve, search, stores
+from shared.web import responses, stow
+
+if TYPE_CHECKING:
+    from shared.web.app import Call
+
+_SEARCH_LEVELS = {"studies": Level.STUDY, "series": Level.SERIES, "instances": Level.INSTANCE}
+_XML_PART = "application/dicom+xml"
+
+
+def route(call: Call, name: StoreName, rest: list[str]) -> Response:
+    """Dispatch on the path segments after `dicomWeb/`."""
+    from shared.web.app import only
+
+    store = stores.get_store(call.services, name)
+    url = call.api_url(f"{name.path}/dicomWeb")
+    if not rest:
+        raise NotFound("unknown DICOMweb path: expected studies, series or instances")
+    head, args = rest[0], rest[1:]
+    if head in ("series", "instances") and not args:
+        only(call, "GET")
+        return _search(call, store, url, _SEARCH_LEVELS[head])
+    if head != "studies":
+        raise NotFound(f"unknown DICOMweb resource {head!r}")
+    if not args:
+        only(call, "GET", "POST")
+        if call.method == "POST":
+            return stow.handle_store(call.services, store, call.request, url, None)
+        return _search(call, store, url, Level.STUDY)
+    return _study(call, store, url, args)
+
+
+def _study(call: Call, store: StoreRecord, url: str, args: list[str]) -> Response:
+    from shared.web.app import only
+
+    study = validate_uid(args[0], "StudyInstanceUID")
+    tail = args[1:]
+    if not tail:
+        only(call, "GET", "POST", "DELETE")
+        if call.method == "POST":
+            return stow.handle_store(call.services, store, call.request, url, study)
+        if call.method == "DELETE":
+            operation = delete.start_delete(call.services, store, study)
+            return responses.json_response({"name": operation.name})
+        return _retrieve(call, retrieve.find_instances(call.services, store, study), instance=False)
+    if tail[0] == "series" and len(tail) >= 2:
+        return _series(call, store, url, study, tail[1:])
+    only(call, "GET")
+    if tail == ["metadata"]:
+        return _metadata(call, retrieve.find_instances(call.services, store, study), url)
+    if tail == ["series"]:
+        return _search(call, store, url, Level.SERIES, study=study)
+    if tail == ["instances"]:
+        return _search(call, store, url, Level.INSTANCE, study=study)
+    raise NotFound(f"unknown study resource {'/'.join(tail)!r}")
+
+
+def _series(call: Call, store: StoreRecord, url: str, study: str, args: list[str]) -> Response:
+    from shared.web.app import only
+
+    series = validate_uid(args[0], "SeriesInstanceUID")
+    tail = args[1:]
+    if not tail:
+        only(call, "GET", "DELETE")
+        if call.method == "DELETE":
+            operation = delete.start_delete(call.services, store, study, series)
+            return responses.json_response({"name": operation.name})
+        records = retrieve.find_instances(call.services, store, study, series)
+        return _retrieve(call, records, instance=False)
+    if tail[0] == "instances" and len(tail) >= 2:
+        return _instance(call, store, url, study, series, tail[1:])
+    only(call, "GET")
+    if tail == ["metadata"]:
+        return _metadata(call, retrieve.find_instances(call.services, store, study, series), url)
+    if tail == ["instances"]:
+        return _search(call, store, url, Level.INSTANCE, study=study, series=series)
+    raise NotFound(f"unknown series resource {'/'.join(tail)!r}")
+
+
+def _instance(
+    call: Call, store: StoreRecord, url: str, study: str, series: str, args: list[str]
+) -> Response:
+    from shared.web.app import only
+
+    sop = validate_uid(args[0], "SOPInstanceUID")
+    tail = args[1:]
+    if not tail and call.method == "DELETE":
+        delete.delete_instance(call.services, store, study, series, sop)
+        return responses.json_response({})
+    only(call, "GET")
+    record = retrieve.find_instances(call.services, store, study, series, sop)[0]
+    if not tail:
+        return _retrieve(call, [record], instance=True)
+    if tail == ["metadata"]:
+        return _metadata(call, [record], url)
+    if tail == ["rendered"]:
+        return _rendered(call, record, 1)
+    if tail[0] == "frames" and len(tail) in (2, 3):
+        numbers = retrieve.parse_frame_list(tail[1], record.number_of_frames)
+        if len(tail) == 3:
+            if tail[2] != "rendered":
+                raise NotFound(f"unknown frame resource {tail[2]!r}")
+            if len(numbers) != 1:
+                raise InvalidArgument("rendered frames take exactly one frame number")
+            return _rendered(call, record, numbers[0])
+        return _frames(call, record, numbers)
+    if tail[0] == "bulkdata" and len(tail) >= 2:
+        return _bulkdata(call, record, "/".join(tail[1:]))
+    raise NotFound(f"unknown instance resource {'/'.join(tail)!r}")
+
+
+def _search(
+    call: Call,
+    store: StoreRecord,
+    url: str,
+    level: Level,
+    *,
+    study: str | None = None,
+    series: str | None = None,
+) -> Response:
+    choice = media_types.negotiate_search(call.request.headers.get("Accept"))
+    params = list(call.request.args.items(multi=True))
+    parsed = query.parse_search(level, params, study_uid=study, series_uid=series)
+    results = search.search(call.services, store, parsed, url)
+    if not results:
+        return Response(status=204)
+    return _dicom_objects(results, choice)
+
+
+def _dicom_objects(objects: list[DicomJson], choice: media_types.Choice) -> Response:
+    if choice.multipart:
+        parts = (({"Content-Type": _XML_PART}, [xml_model.to_native_xml(obj)]) for obj in objects)
+        return responses.multipart_response(parts, _XML_PART)
+    return responses.json_response(objects, 200, responses.DICOM_JSON)
+
+
+def _metadata(call: Call, records: list[InstanceRecord], url: str) -> Response:
+    choice = media_types.negotiate_metadata(call.request.headers.get("Accept"))
+    return _dicom_objects(retrieve.metadata(records, url), choice)
+
+
+def _retrieve(call: Call, records: list[InstanceRecord], *, instance: bool) -> Response:
+    accept = call.request.headers.get("Accept")
+    choice = (
+        media_types.negotiate_instance(accept)
+        if instance
+        else media_types.negotiate_retrieve(accept)
+    )
+    retrieve.check_transcodable(records, choice.transfer_syntax)
+    services = call.services
+    if not choice.multipart:
+        record = records[0]
+        target = retrieve.output_syntax(record, choice.transfer_syntax)
+        return Response(
+            retrieve.instance_chunks(services, record, target),
+            content_type=f"application/dicom; transfer-syntax={target}",
+            direct_passthrough=True,
+        )
+
+    def parts() -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
+        for record in records:
+            target = retrieve.output_syntax(record, choice.transfer_syntax)
+            headers = {"Content-Type": f"application/dicom; transfer-syntax={target}"}
+            yield headers, retrieve.instance_chunks(services, record, target)
+
+    extra = f"; transfer-syntax={choice.transfer_syntax}" if choice.transfer_syntax else ""
+    return responses.multipart_response(parts(), "application/dicom", extra)
+
+
+def _frames(call: Call, record: InstanceRecord, numbers: list[int]) -> Response:
+    choice = media_types.negotiate_frames(call.request.headers.get("Accept"))
+    if choice.media_type != "application/octet-stream" and choice.transfer_syntax in (None, "*"):
+        raise NotAcceptable(f"frames as {choice.media_type} are not available")
+    requested = choice.transfer_syntax
+    if choice.media_type != "application/octet-stream" and requested != record.transfer_syntax:
+        raise NotAcceptable(
+            f"frames of this instance are stored as {record.transfer_syntax}; "
+            f"transcoding frames to {choice.media_type} ({requested}) is not available"
+        )
+    syntax, payloads = retrieve.frame_payloads(call.services, record, numbers, requested)
+    part_type = f"{choice.media_type}; transfer-syntax={syntax}"
+    if not choice.multipart:
+        if len(payloads) != 1:
+            raise NotAcceptable("a single-part frame response holds exactly one frame")
+        return responses.bytes_response(payloads[0], part_type)
+    parts = (({"Content-Type": part_type}, [payload]) for payload in payloads)
+    extra = f"; transfer-syntax={choice.transfer_syntax}" if choice.transfer_syntax else ""
+    return responses.multipart_response(parts, choice.media_type, extra)
+
+
+def _rendered(call: Call, record: InstanceRecord, frame: int) -> Response:
+    from shared.dicom import render
+
+    choice = media_types.negotiate_rendered(call.request.headers.get("Accept"))
+    viewport = render.parse_viewport(call.request.args.get("viewport"))
+    if record.number_of_frames == 0:
+        raise InvalidArgument("the instance has no pixel data to render")
+    dataset = retrieve.load_dataset(call.services, record)
+    image = render.render_frame(dataset, frame, choice.media_type, viewport)
+    return responses.bytes_response(image, choice.media_type)
+
+
+def _bulkdata(call: Call, record: InstanceRecord, tag_path: str) -> Response:
+    choice = media_types.negotiate_bulkdata(call.request.headers.get("Accept"))
+    value = retrieve.bulkdata(call.services, record, tag_path)
+    if not choice.multipart:
+        return responses.bytes_response(value, "application/octet-stream")
+    parts = [({"Content-Type": "application/octet-stream"}, [value])]
+    return responses.multipart_response(parts, "application/octet-stream")
