@@ -22,8 +22,8 @@ run: $(VENV)/.installed-run
 	$(BIN)/dicomstore serve --port $(PORT)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check shared functions tests bench
-	$(BIN)/ruff format --check shared functions tests bench
+	$(BIN)/ruff check shared functions tests $(wildcard bench)
+	$(BIN)/ruff format --check shared functions tests $(wildcard bench)
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
