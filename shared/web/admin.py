@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from flask import Response
 
 from shared.domain.identifiers import DatasetName, StoreName
-from shared.errors import InvalidArgument, NotFound
+from shared.errors import InvalidArgument, NotFound, PayloadTooLarge
 from shared.service import stores
 from shared.web import responses
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
 
 DEFAULT_OPERATIONS_PAGE = 100
 MAX_OPERATIONS_PAGE = 1000
+# Google limits every DICOM method but STOW to 10 MB of request content.
+MAX_REQUEST_BYTES = 10 * 1000 * 1000
 
 
 def stores_collection(call: Call, dataset: DatasetName) -> Response:
@@ -82,9 +85,19 @@ def operations(call: Call, dataset: DatasetName, tail: list[str]) -> Response:
 
 
 def _json_body(call: Call) -> dict[str, Any]:
-    if not call.request.content_length and not call.request.data:
+    """The JSON object of a control-plane request, bounded like Google (10 MB)."""
+    length = call.request.content_length or 0
+    if length > MAX_REQUEST_BYTES:
+        raise PayloadTooLarge(f"request body of {length} bytes exceeds the 10 MB limit")
+    raw = call.request.stream.read(MAX_REQUEST_BYTES + 1)
+    if len(raw) > MAX_REQUEST_BYTES:
+        raise PayloadTooLarge("request body exceeds the 10 MB limit")
+    if not raw.strip():
         return {}
-    body = call.request.get_json(silent=True)
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidArgument("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise InvalidArgument("the request body must be a JSON object")
     return body
