@@ -54,6 +54,7 @@ class Settings:
     fsync: bool = True
     log_json: bool = False
     log_level: str = "INFO"
+    cors_origins: tuple[str, ...] = ()
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -79,4 +80,15 @@ class Settings:
             fsync=_bool(env, "DICOMSTORE_FSYNC", True),
             log_json=_bool(env, "DICOMSTORE_LOG_JSON", False),
             log_level=env.get("DICOMSTORE_LOG_LEVEL", "INFO").upper(),
+            cors_origins=_origins(env.get("DICOMSTORE_CORS_ORIGINS", "")),
         )
+
+
+def _origins(raw: str) -> tuple[str, ...]:
+    origins = tuple(o.strip().rstrip("/") for o in raw.split(",") if o.strip())
+    for origin in origins:
+        if origin != "*" and not origin.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"DICOMSTORE_CORS_ORIGINS entries are '*' or http(s) origins, got {origin!r}"
+            )
+    return origins

@@ -73,6 +73,15 @@ def _file_meta(transfer_syntax: str) -> FileMetaDataset:
     return meta
 
 
+def representative(records: list[InstanceRecord]) -> InstanceRecord:
+    """The instance a thumbnail shows: the middle image of the first series that has pixels."""
+    first_series = next((r.series_uid for r in records if r.number_of_frames), None)
+    if first_series is None:
+        raise NotFound("no instance with pixel data to show")
+    images = [r for r in records if r.series_uid == first_series and r.number_of_frames]
+    return images[len(images) // 2]
+
+
 def output_syntax(record: InstanceRecord, requested: str | None) -> str:
     """The syntax an instance is sent in: '*' or None-as-stored resolve to the stored one."""
     if requested in (None, "*"):

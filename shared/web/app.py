@@ -18,7 +18,7 @@ from shared.errors import (
     Unauthenticated,
 )
 from shared.service.context import Services
-from shared.web import admin, dicomweb, responses
+from shared.web import admin, cors, dicomweb, responses
 
 logger = logging.getLogger(__name__)
 
@@ -44,13 +44,17 @@ class Call:
 
 def handle(request: Request, services: Services) -> Response:
     """The whole HTTP surface; every failure becomes Google's error envelope."""
+    settings = services.settings
+    if cors.is_preflight(request):
+        return cors.decorate(cors.preflight_response(request, settings), request, settings)
     try:
         _authenticate(request, services)
-        return _route(request, services)
+        response = _route(request, services)
     except Exception as exc:  # the one place exceptions become responses
         if not isinstance(exc, DicomStoreError):
             logger.exception("unhandled error on %s %s", request.method, request.path)
-        return responses.error_response(exc)
+        response = responses.error_response(exc)
+    return cors.decorate(response, request, settings)
 
 
 def _authenticate(request: Request, services: Services) -> None:

@@ -11,15 +11,16 @@ from shared.dicom import media_types, query, xml_model
 from shared.domain.identifiers import StoreName, validate_uid
 from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
 from shared.domain.search import Level
-from shared.errors import InvalidArgument, NotAcceptable, NotFound
+from shared.errors import InvalidArgument, NotAcceptable, NotFound, RangeNotSatisfiable
 from shared.service import delete, retrieve, search, stores
-from shared.web import responses, stow
+from shared.web import archive, responses, stow
 
 if TYPE_CHECKING:
     from shared.web.app import Call
 
 _SEARCH_LEVELS = {"studies": Level.STUDY, "series": Level.SERIES, "instances": Level.INSTANCE}
 _XML_PART = "application/dicom+xml"
+THUMBNAIL_SIDE = 128
 
 
 def route(call: Call, name: StoreName, rest: list[str]) -> Response:
@@ -56,12 +57,18 @@ def _study(call: Call, store: StoreRecord, url: str, args: list[str]) -> Respons
         if call.method == "DELETE":
             operation = delete.start_delete(call.services, store, study)
             return responses.json_response({"name": operation.name})
-        return _retrieve(call, retrieve.find_instances(call.services, store, study), instance=False)
+        records = retrieve.find_instances(call.services, store, study)
+        if archive.wants_zip(call.request.headers.get("Accept")):
+            return archive.zip_response(call.services, records, study)
+        return _retrieve(call, records, instance=False)
     if tail[0] == "series" and len(tail) >= 2:
         return _series(call, store, url, study, tail[1:])
     only(call, "GET")
     if tail == ["metadata"]:
         return _metadata(call, retrieve.find_instances(call.services, store, study), url)
+    if tail == ["thumbnail"]:
+        records = retrieve.find_instances(call.services, store, study)
+        return _thumbnail(call, retrieve.representative(records), 0)
     if tail == ["series"]:
         return _search(call, store, url, Level.SERIES, study=study)
     if tail == ["instances"]:
@@ -80,12 +87,17 @@ def _series(call: Call, store: StoreRecord, url: str, study: str, args: list[str
             operation = delete.start_delete(call.services, store, study, series)
             return responses.json_response({"name": operation.name})
         records = retrieve.find_instances(call.services, store, study, series)
+        if archive.wants_zip(call.request.headers.get("Accept")):
+            return archive.zip_response(call.services, records, series)
         return _retrieve(call, records, instance=False)
     if tail[0] == "instances" and len(tail) >= 2:
         return _instance(call, store, url, study, series, tail[1:])
     only(call, "GET")
     if tail == ["metadata"]:
         return _metadata(call, retrieve.find_instances(call.services, store, study, series), url)
+    if tail == ["thumbnail"]:
+        records = retrieve.find_instances(call.services, store, study, series)
+        return _thumbnail(call, retrieve.representative(records), 0)
     if tail == ["instances"]:
         return _search(call, store, url, Level.INSTANCE, study=study, series=series)
     raise NotFound(f"unknown series resource {'/'.join(tail)!r}")
@@ -109,13 +121,17 @@ def _instance(
         return _metadata(call, [record], url)
     if tail == ["rendered"]:
         return _rendered(call, record, 1)
+    if tail == ["thumbnail"]:
+        return _thumbnail(call, record, 0)
     if tail[0] == "frames" and len(tail) in (2, 3):
         numbers = retrieve.parse_frame_list(tail[1], record.number_of_frames)
         if len(tail) == 3:
-            if tail[2] != "rendered":
+            if tail[2] not in ("rendered", "thumbnail"):
                 raise NotFound(f"unknown frame resource {tail[2]!r}")
             if len(numbers) != 1:
-                raise InvalidArgument("rendered frames take exactly one frame number")
+                raise InvalidArgument(f"{tail[2]} frames take exactly one frame number")
+            if tail[2] == "thumbnail":
+                return _thumbnail(call, record, numbers[0])
             return _rendered(call, record, numbers[0])
         return _frames(call, record, numbers)
     if tail[0] == "bulkdata" and len(tail) >= 2:
@@ -214,10 +230,50 @@ def _rendered(call: Call, record: InstanceRecord, frame: int) -> Response:
     return responses.bytes_response(image, choice.media_type)
 
 
+def _thumbnail(call: Call, record: InstanceRecord, frame: int) -> Response:
+    """A small rendered image (PS3.18 10.7); frame 0 means the middle frame of the instance."""
+    from shared.dicom import render
+
+    choice = media_types.negotiate_rendered(call.request.headers.get("Accept"))
+    viewport = render.parse_viewport(call.request.args.get("viewport")) or render.Viewport(
+        THUMBNAIL_SIDE, THUMBNAIL_SIDE
+    )
+    number = frame or max(1, (record.number_of_frames + 1) // 2)
+    dataset = retrieve.load_dataset(call.services, record)
+    image = render.render_frame(dataset, number, choice.media_type, viewport)
+    return responses.bytes_response(image, choice.media_type)
+
+
 def _bulkdata(call: Call, record: InstanceRecord, tag_path: str) -> Response:
     choice = media_types.negotiate_bulkdata(call.request.headers.get("Accept"))
     value = retrieve.bulkdata(call.services, record, tag_path)
+    range_header = call.request.headers.get("Range")
+    if range_header:
+        start, end = byte_range(range_header, len(value))
+        response = responses.bytes_response(value[start : end + 1], "application/octet-stream", 206)
+        response.headers["Content-Range"] = f"bytes {start}-{end}/{len(value)}"
+        return response
     if not choice.multipart:
         return responses.bytes_response(value, "application/octet-stream")
     parts = [({"Content-Type": "application/octet-stream"}, [value])]
     return responses.multipart_response(parts, "application/octet-stream")
+
+
+def byte_range(header: str, size: int) -> tuple[int, int]:
+    """Inclusive (start, end) of a single `bytes=` range (RFC 9110 14.1.2); 416 otherwise."""
+    unit, _, spec = header.partition("=")
+    first, dash, last = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or not dash or "," in spec:
+        raise RangeNotSatisfiable(f"unsupported Range {header!r}: one bytes=start-end range")
+    try:
+        if first == "":
+            length = int(last)
+            start, end = max(size - length, 0), size - 1
+        else:
+            start = int(first)
+            end = min(int(last), size - 1) if last else size - 1
+    except ValueError:
+        raise RangeNotSatisfiable(f"malformed Range {header!r}") from None
+    if start < 0 or start >= size or end < start:
+        raise RangeNotSatisfiable(f"Range {header!r} is outside the {size} bytes of the value")
+    return start, end
