@@ -69,6 +69,8 @@ def _study(call: Call, store: StoreRecord, url: str, args: list[str]) -> Respons
     if tail == ["thumbnail"]:
         records = retrieve.find_instances(call.services, store, study)
         return _thumbnail(call, retrieve.representative(records), 0)
+    if tail == ["rendered"]:
+        return _rendered_many(call, retrieve.find_instances(call.services, store, study))
     if tail == ["series"]:
         return _search(call, store, url, Level.SERIES, study=study)
     if tail == ["instances"]:
@@ -98,6 +100,9 @@ def _series(call: Call, store: StoreRecord, url: str, study: str, args: list[str
     if tail == ["thumbnail"]:
         records = retrieve.find_instances(call.services, store, study, series)
         return _thumbnail(call, retrieve.representative(records), 0)
+    if tail == ["rendered"]:
+        records = retrieve.find_instances(call.services, store, study, series)
+        return _rendered_many(call, records)
     if tail == ["instances"]:
         return _search(call, store, url, Level.INSTANCE, study=study, series=series)
     raise NotFound(f"unknown series resource {'/'.join(tail)!r}")
@@ -228,6 +233,26 @@ def _rendered(call: Call, record: InstanceRecord, frame: int) -> Response:
     dataset = retrieve.load_dataset(call.services, record)
     image = render.render_frame(dataset, frame, choice.media_type, viewport)
     return responses.bytes_response(image, choice.media_type)
+
+
+def _rendered_many(call: Call, records: list[InstanceRecord]) -> Response:
+    """Rendered study or series (PS3.18, beyond Google): each image instance's first frame."""
+    from shared.dicom import render
+
+    choice = media_types.negotiate_rendered(call.request.headers.get("Accept"))
+    viewport = render.parse_viewport(call.request.args.get("viewport"))
+    images = [r for r in records if r.number_of_frames]
+    if not images:
+        raise NotFound("no instance with pixel data to render")
+    services = call.services
+
+    def parts() -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
+        for record in images:
+            dataset = retrieve.load_dataset(services, record)
+            image = render.render_frame(dataset, 1, choice.media_type, viewport)
+            yield {"Content-Type": choice.media_type}, [image]
+
+    return responses.multipart_response(parts(), choice.media_type)
 
 
 def _thumbnail(call: Call, record: InstanceRecord, frame: int) -> Response:

@@ -146,7 +146,37 @@ def test_rendered(client: DICOMwebClient, study: list[pydicom.Dataset]) -> None:
     assert frame[:2] == b"\xff\xd8"
 
 
+def test_iterators_and_rendered_series(
+    client: DICOMwebClient, study: list[pydicom.Dataset]
+) -> None:
+    first = study[0]
+    iterated = list(client.iter_study(first.StudyInstanceUID))
+    assert len(iterated) == 3
+    assert len(list(client.iter_series(first.StudyInstanceUID, first.SeriesInstanceUID))) == 3
+    frames = list(
+        client.iter_instance_frames(
+            first.StudyInstanceUID, first.SeriesInstanceUID, first.SOPInstanceUID, frame_numbers=[1]
+        )
+    )
+    assert frames == [first.PixelData[: 8 * 8 * 2]]
+    meta = client.retrieve_instance_metadata(
+        first.StudyInstanceUID, first.SeriesInstanceUID, first.SOPInstanceUID
+    )
+    assert list(client.iter_bulkdata(meta["7FE00010"]["BulkDataURI"])) == [first.PixelData]
+    rendered = client.retrieve_series_rendered(
+        first.StudyInstanceUID, first.SeriesInstanceUID, media_types=("image/jpeg",)
+    )
+    assert rendered.count(b"\xff\xd8\xff") >= 3
+
+
 def test_delete(client: DICOMwebClient, study: list[pydicom.Dataset]) -> None:
+    extra = make_dataset(Spec(rows=8, columns=8))
+    client.store_instances([extra], study_instance_uid=extra.StudyInstanceUID)
+    client.delete_series(extra.StudyInstanceUID, extra.SeriesInstanceUID)
+    deadline = time.monotonic() + 20
+    while client.search_for_series(search_filters={"SeriesInstanceUID": extra.SeriesInstanceUID}):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
     last = study[-1]
     client.delete_instance(last.StudyInstanceUID, last.SeriesInstanceUID, last.SOPInstanceUID)
     assert len(client.search_for_instances(last.StudyInstanceUID)) == 2
