@@ -29,7 +29,7 @@ def create_store(
         raise InvalidArgument("dicomStoreId is required")
     name = dataset.store(store_id)
     labels = validate_labels(body.get("labels") or {})
-    config = {key: body[key] for key in _CONFIG_FIELDS if key in body}
+    config = {key: validate_config(key, body[key]) for key in _CONFIG_FIELDS if body.get(key)}
     record = StoreRecord(
         name=name.path,
         store_id=uuid.uuid4().hex,
@@ -40,6 +40,73 @@ def create_store(
     created = services.index.create_store(record)
     logger.info("created DICOM store %s", name.path)
     return created
+
+
+PATCHABLE = ("labels", "notificationConfig", "notificationConfigs", "streamConfigs")
+MAX_STREAM_CONFIGS = 5
+
+
+def patch_store(
+    services: Services, name: StoreName, update_mask: str | None, body: dict[str, Any]
+) -> StoreRecord:
+    """Google's PATCH: replace exactly the fields named in updateMask (required)."""
+    if not update_mask:
+        raise InvalidArgument("updateMask is required, e.g. updateMask=labels")
+    fields = [f.strip() for f in update_mask.split(",") if f.strip()]
+    unknown = [f for f in fields if f not in PATCHABLE]
+    if unknown:
+        raise InvalidArgument(
+            f"updateMask field(s) {', '.join(unknown)} cannot be updated; "
+            f"updatable: {', '.join(PATCHABLE)}"
+        )
+    record = services.index.get_store(name.path)
+    for field in fields:
+        if field == "labels":
+            record.labels = validate_labels(body.get("labels") or {})
+        elif field in body and body[field] not in (None, [], {}):
+            record.config[field] = validate_config(field, body[field])
+        else:
+            record.config.pop(field, None)
+    return services.index.update_store(record)
+
+
+def validate_config(field: str, value: Any) -> Any:
+    """Shape checks of notification and stream configs, as Google validates them."""
+    if field == "notificationConfig":
+        _check_topic(value)
+    elif field == "notificationConfigs":
+        if not isinstance(value, list):
+            raise InvalidArgument("notificationConfigs must be a list")
+        for item in value:
+            _check_topic(item)
+    elif field == "streamConfigs":
+        _check_streams(value)
+    return value
+
+
+def _check_topic(config: Any) -> None:
+    topic = config.get("pubsubTopic", "") if isinstance(config, dict) else None
+    parts = topic.split("/") if isinstance(topic, str) else []
+    if len(parts) != 4 or parts[0] != "projects" or parts[2] != "topics" or not all(parts):
+        raise InvalidArgument(
+            f"invalid pubsubTopic {topic!r}: expected projects/PROJECT/topics/TOPIC"
+        )
+
+
+def _check_streams(value: Any) -> None:
+    if not isinstance(value, list):
+        raise InvalidArgument("streamConfigs must be a list")
+    if len(value) > MAX_STREAM_CONFIGS:
+        raise InvalidArgument(f"a store has at most {MAX_STREAM_CONFIGS} streamConfigs")
+    uris = []
+    for item in value:
+        destination = item.get("bigqueryDestination") if isinstance(item, dict) else None
+        uri = destination.get("tableUri", "") if isinstance(destination, dict) else ""
+        if not isinstance(uri, str) or not uri.startswith("bq://") or len(uri) > 2000:
+            raise InvalidArgument(f"invalid streamConfigs tableUri {uri!r}: expected bq://P.D.T")
+        uris.append(uri)
+    if len(set(uris)) != len(uris):
+        raise InvalidArgument("each streamConfigs destination must be unique")
 
 
 def get_store(services: Services, name: StoreName) -> StoreRecord:

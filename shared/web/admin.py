@@ -45,7 +45,11 @@ def store_resource(call: Call, name: StoreName, verb: str) -> Response:
 
     if verb:
         raise NotFound(f"unknown method :{verb} on a DICOM store")
-    only(call, "GET", "DELETE")
+    only(call, "GET", "DELETE", "PATCH")
+    if call.method == "PATCH":
+        update_mask = call.request.args.get("updateMask")
+        record = stores.patch_store(call.services, name, update_mask, _json_body(call))
+        return responses.json_response(record.to_json())
     if call.method == "DELETE":
         stores.delete_store(call.services, name)
         return responses.json_response({})

@@ -148,3 +148,27 @@ def test_unknown_paths_and_methods(client: FlaskClient) -> None:
     assert client.get(f"{DW}/studies/1.2/series/..%2F..").status_code in (400, 404)
     body = client.get(f"{DW}/studies/abc").get_json()
     assert body["error"]["code"] == 400 and "StudyInstanceUID" in body["error"]["message"]
+
+
+def test_store_patch(client: FlaskClient) -> None:
+    url = f"{DATASET}/dicomStores/default"
+    patched = client.patch(f"{url}?updateMask=labels", json={"labels": {"team": "radiology"}})
+    assert patched.status_code == 200, patched.data
+    assert patched.get_json()["labels"] == {"team": "radiology"}
+    topic = {"notificationConfigs": [{"pubsubTopic": "projects/p/topics/dicom"}]}
+    assert client.patch(f"{url}?updateMask=notificationConfigs", json=topic).status_code == 200
+    got = client.get(url).get_json()
+    assert got["labels"] == {"team": "radiology"}
+    assert got["notificationConfigs"] == topic["notificationConfigs"]
+    cleared = client.patch(f"{url}?updateMask=labels", json={}).get_json()
+    assert "labels" not in cleared and "notificationConfigs" in cleared
+    assert client.patch(url, json={"labels": {}}).status_code == 400  # updateMask required
+    assert client.patch(f"{url}?updateMask=name", json={}).status_code == 400
+    bad_topic = {"notificationConfigs": [{"pubsubTopic": "nope"}]}
+    assert client.patch(f"{url}?updateMask=notificationConfigs", json=bad_topic).status_code == 400
+    six = {
+        "streamConfigs": [{"bigqueryDestination": {"tableUri": f"bq://p.d.t{i}"}} for i in range(6)]
+    }
+    assert client.patch(f"{url}?updateMask=streamConfigs", json=six).status_code == 400
+    dup = {"streamConfigs": [{"bigqueryDestination": {"tableUri": "bq://p.d.t"}}] * 2}
+    assert client.patch(f"{url}?updateMask=streamConfigs", json=dup).status_code == 400
