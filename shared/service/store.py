@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -104,29 +104,6 @@ def _chain(first: bytes, source: BinaryIO) -> Iterator[bytes]:
         yield first
     while chunk := source.read(_CHUNK):
         yield chunk
-
-
-def store_instances(
-    services: Services,
-    store: StoreRecord,
-    spooled_parts: Iterable[tuple[BinaryIO, int, int]],
-    *,
-    expected_study: str | None,
-    storage_class: str,
-) -> list[StoreOutcome]:
-    """Store every spooled part in order; one outcome per part."""
-    return [
-        store_one(
-            services,
-            store,
-            data,
-            size,
-            crc,
-            expected_study=expected_study,
-            storage_class=storage_class,
-        )
-        for data, size, crc in spooled_parts
-    ]
 
 
 def store_one(
@@ -239,6 +216,7 @@ def _build_record(
     pixel_vr = _pixel_data_vr(parsed) if parsed.number_of_frames else None
     metadata = json_model.dataset_to_json(parsed.dataset, pixel_data_vr=pixel_vr)
     study_attrs, series_attrs = attributes.split_levels(metadata)
+    now = utc_now()
     return InstanceRecord(
         store_id=store.store_id,
         study_uid=parsed.study_uid,
@@ -250,13 +228,14 @@ def _build_record(
         size=size,
         crc32c=_crc_hex(crc),
         storage_class=storage_class,
+        storage_class_time=now,
         number_of_frames=parsed.number_of_frames,
         frames=parsed.frames,
         study=study_attrs,
         series=series_attrs,
         metadata=metadata,
         metadata_size=len(json_model.dumps([metadata])),
-        create_time=utc_now(),
+        create_time=now,
     )
 
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import io
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
 
 from flask import Request, Response
 
-from shared.dicom import media_types, multipart, xml_model
+from shared.dicom import json_stow, media_types, multipart, xml_model
+from shared.domain import reasons
 from shared.domain.identifiers import validate_uid
 from shared.domain.records import DicomJson, StoreRecord
 from shared.errors import InvalidArgument, UnsupportedMediaType
@@ -17,6 +19,7 @@ from shared.service.context import Services
 from shared.web import responses
 
 _DICOM = "application/dicom"
+_DICOM_JSON = "application/dicom+json"
 
 
 def handle_store(
@@ -33,16 +36,24 @@ def handle_store(
     storage_class = store_service.validate_storage_class(request.headers.get("Storage-Class"))
     with contextlib.ExitStack() as stack:
         # Spool the whole body before storing anything: a malformed body stores nothing.
-        spooled = []
-        for source in _part_streams(request):
+        items: list[store_service.StoreOutcome | tuple[BinaryIO, int, int]] = []
+        for source in _part_streams(services, request):
+            if isinstance(source, store_service.StoreOutcome):
+                items.append(source)  # an instance the JSON metadata could not describe
+                continue
             data, size, crc = store_service.spool_with_checksum(services, source)
             stack.callback(data.close)
-            spooled.append((data, size, crc))
-        if not spooled:
+            items.append((data, size, crc))
+        if not items:
             raise InvalidArgument("the request holds no DICOM instance")
-        outcomes = store_service.store_instances(
-            services, store, spooled, expected_study=study_uid, storage_class=storage_class
-        )
+        outcomes = [
+            item
+            if isinstance(item, store_service.StoreOutcome)
+            else store_service.store_one(
+                services, store, *item, expected_study=study_uid, storage_class=storage_class
+            )
+            for item in items
+        ]
     body = stow_result(outcomes, dicomweb_url, study_uid)
     status = 200 if all(o.stored for o in outcomes) else 409
     if choice.media_type == "application/dicom+xml":
@@ -52,7 +63,9 @@ def handle_store(
     return responses.json_response(body, status, choice.media_type)
 
 
-def _part_streams(request: Request) -> Iterator[BinaryIO]:
+def _part_streams(
+    services: Services, request: Request
+) -> Iterator[BinaryIO | store_service.StoreOutcome]:
     content_type = request.headers.get("Content-Type", "")
     if not content_type:
         raise UnsupportedMediaType(
@@ -69,14 +82,17 @@ def _part_streams(request: Request) -> Iterator[BinaryIO]:
             'type="application/dicom" or application/dicom'
         )
     part_type = params.get("type", _DICOM).lower()
-    if part_type != _DICOM:
+    if part_type not in (_DICOM, _DICOM_JSON):
         raise UnsupportedMediaType(
             f"unsupported multipart type {part_type!r}: this store accepts "
-            'type="application/dicom" parts'
+            'type="application/dicom" and type="application/dicom+json"'
         )
     boundary = params.get("boundary")
     if not boundary:
         raise InvalidArgument("the multipart/related Content-Type has no boundary parameter")
+    if part_type == _DICOM_JSON:
+        yield from _json_instances(services, request, boundary)
+        return
     for number, part in enumerate(multipart.iter_parts(request.stream, boundary), start=1):
         part_media = multipart.parse_media_type(part.content_type or _DICOM)[0]
         if part_media != _DICOM:
@@ -84,6 +100,25 @@ def _part_streams(request: Request) -> Iterator[BinaryIO]:
                 f"part {number} has Content-Type {part.content_type!r}; expected application/dicom"
             )
         yield part.body
+
+
+def _json_instances(
+    services: Services, request: Request, boundary: str
+) -> Iterator[BinaryIO | store_service.StoreOutcome]:
+    """DICOM JSON metadata plus bulk parts, built into Part-10 instances (or failures)."""
+    parts = multipart.iter_parts(request.stream, boundary)
+    for built in json_stow.build_instances(parts, spool=services.spool):
+        if built.data is not None:
+            yield io.BytesIO(built.data)
+        else:
+            yield store_service.StoreOutcome(
+                built.sop_class_uid,
+                built.sop_uid,
+                built.study_uid,
+                built.series_uid,
+                built.failure_reason or reasons.PROCESSING_FAILURE,
+                built.failure or "the instance could not be built from its JSON metadata",
+            )
 
 
 def stow_result(
