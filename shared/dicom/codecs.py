@@ -4,11 +4,39 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pydicom
 from pydicom.dataset import Dataset
 
+from shared.dicom import frame_codecs
+from shared.dicom.frame_codecs import (
+    DEFLATED_EXPLICIT_VR_LE,
+    DEFLATED_IMAGE_FRAME,
+    EXPLICIT_VR_BE,
+    EXPLICIT_VR_LE,
+    HTJ2K,
+    HTJ2K_LOSSLESS,
+    HTJ2K_LOSSLESS_RPCL,
+    IMPLICIT_VR_LE,
+    JPEG_2000,
+    JPEG_2000_LOSSLESS,
+    JPEG_BASELINE,
+    JPEG_EXTENDED,
+    JPEG_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
+    JPEG_LS_LOSSLESS,
+    JPEG_LS_NEAR_LOSSLESS,
+    JPEG_SYNTAXES,
+    JPEG_XL,
+    JPEG_XL_LOSSLESS,
+    JPEG_XL_RECOMPRESSION,
+    LITTLE_ENDIAN_NATIVE,
+    NATIVE_SYNTAXES,
+    RLE_LOSSLESS,
+    Layout,
+)
 from shared.dicom.parse import (
     DOUBLE_FLOAT_PIXEL_DATA,
     FLOAT_PIXEL_DATA,
@@ -21,42 +49,42 @@ from shared.errors import DicomStoreError, InvalidArgument, InvalidDicom, NotAcc
 if TYPE_CHECKING:
     import numpy as np
 
+__all__ = [
+    "DEFLATED_EXPLICIT_VR_LE",
+    "DEFLATED_IMAGE_FRAME",
+    "EXPLICIT_VR_BE",
+    "EXPLICIT_VR_LE",
+    "HTJ2K",
+    "HTJ2K_LOSSLESS",
+    "HTJ2K_LOSSLESS_RPCL",
+    "IMPLICIT_VR_LE",
+    "JPEG_2000",
+    "JPEG_2000_LOSSLESS",
+    "JPEG_BASELINE",
+    "JPEG_EXTENDED",
+    "JPEG_LOSSLESS",
+    "JPEG_LOSSLESS_SV1",
+    "JPEG_LS_LOSSLESS",
+    "JPEG_LS_NEAR_LOSSLESS",
+    "JPEG_SYNTAXES",
+    "JPEG_XL",
+    "JPEG_XL_LOSSLESS",
+    "JPEG_XL_RECOMPRESSION",
+    "LITTLE_ENDIAN_NATIVE",
+    "NATIVE_SYNTAXES",
+    "RLE_LOSSLESS",
+    "can_encode_frames",
+    "can_transcode",
+    "decode_frame",
+    "decoded_header",
+    "decoded_photometric",
+    "encode_frames",
+    "frames_from_instance",
+    "transcode_instance",
+]
+
 logger = logging.getLogger(__name__)
 
-IMPLICIT_VR_LE = "1.2.840.10008.1.2"
-EXPLICIT_VR_LE = "1.2.840.10008.1.2.1"
-DEFLATED_EXPLICIT_VR_LE = "1.2.840.10008.1.2.1.99"
-EXPLICIT_VR_BE = "1.2.840.10008.1.2.2"
-JPEG_BASELINE = "1.2.840.10008.1.2.4.50"
-JPEG_EXTENDED = "1.2.840.10008.1.2.4.51"
-JPEG_LOSSLESS = "1.2.840.10008.1.2.4.57"
-JPEG_LOSSLESS_SV1 = "1.2.840.10008.1.2.4.70"
-JPEG_LS_LOSSLESS = "1.2.840.10008.1.2.4.80"
-JPEG_LS_NEAR_LOSSLESS = "1.2.840.10008.1.2.4.81"
-JPEG_2000_LOSSLESS = "1.2.840.10008.1.2.4.90"
-JPEG_2000 = "1.2.840.10008.1.2.4.91"
-JPEG_XL_LOSSLESS = "1.2.840.10008.1.2.4.110"
-JPEG_XL_RECOMPRESSION = "1.2.840.10008.1.2.4.111"
-JPEG_XL = "1.2.840.10008.1.2.4.112"
-HTJ2K_LOSSLESS = "1.2.840.10008.1.2.4.201"
-HTJ2K_LOSSLESS_RPCL = "1.2.840.10008.1.2.4.202"
-HTJ2K = "1.2.840.10008.1.2.4.203"
-RLE_LOSSLESS = "1.2.840.10008.1.2.5"
-DEFLATED_IMAGE_FRAME = "1.2.840.10008.1.2.8.1"
-
-NATIVE_SYNTAXES = frozenset(
-    {IMPLICIT_VR_LE, EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE, EXPLICIT_VR_BE}
-)
-# Native syntaxes we write; big endian is retired and no Google retrieve syntax.
-LITTLE_ENDIAN_NATIVE = frozenset({IMPLICIT_VR_LE, EXPLICIT_VR_LE, DEFLATED_EXPLICIT_VR_LE})
-JPEG_SYNTAXES = frozenset({JPEG_BASELINE, JPEG_EXTENDED, JPEG_LOSSLESS, JPEG_LOSSLESS_SV1})
-# Encoder options for lossy targets, and the DICOM method name recorded for them.
-_LOSSY_TARGETS: dict[str, tuple[dict[str, Any], str]] = {
-    JPEG_2000: ({"j2k_cr": [10]}, "ISO_15444_1"),
-    JPEG_LS_NEAR_LOSSLESS: ({"jls_error": 2}, "ISO_14495_1"),
-}
-_J2K_TARGETS = frozenset({JPEG_2000_LOSSLESS, JPEG_2000})
-_YBR_DECODED_AS_RGB = frozenset({"YBR_FULL", "YBR_FULL_422", "YBR_RCT", "YBR_ICT"})
 _SWAP_WIDTHS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
 
 
@@ -66,7 +94,10 @@ def can_transcode(source_ts: str, target_ts: str, dataset: Dataset) -> bool:
 
 
 def transcode_instance(data: BinaryIO, target_ts: str) -> bytes:
-    """Return the whole Part-10 instance re-encoded in target_ts (input bytes when unchanged)."""
+    """Return the whole Part-10 instance re-encoded in target_ts (input bytes when unchanged).
+
+    Every frame of a multi-frame instance is converted; NotAcceptable when impossible.
+    """
     source_ts = read_transfer_syntax(data)
     if source_ts == target_ts:
         data.seek(0)
@@ -74,9 +105,12 @@ def transcode_instance(data: BinaryIO, target_ts: str) -> bytes:
     dataset = _read_full(data)
     _require_transcodable(source_ts, target_ts, dataset)
     logger.debug("transcoding an instance from %s to %s", source_ts, target_ts)
-    _to_native_little_endian(dataset, source_ts)
-    if target_ts not in LITTLE_ENDIAN_NATIVE and _pixel_tag(dataset) is not None:
-        _compress(dataset, target_ts)
+    if target_ts == JPEG_XL_RECOMPRESSION and _pixel_tag(dataset) is not None:
+        _recompress_jpeg(dataset)
+    else:
+        _to_native_little_endian(dataset, source_ts)
+        if target_ts not in LITTLE_ENDIAN_NATIVE and _pixel_tag(dataset) is not None:
+            _compress(dataset, target_ts)
     dataset.file_meta.TransferSyntaxUID = pydicom.uid.UID(target_ts)
     return _write(dataset)
 
@@ -87,7 +121,9 @@ def decode_frame(
     """Return one frame's native little-endian pixel bytes from its stored bytes.
 
     `encoded` is the frame as stored (its fragments joined, or its native slice); the result
-    is what the frame becomes in an Explicit VR Little Endian transcoding of the instance.
+    is what the frame becomes in an Explicit VR Little Endian transcoding of the instance:
+    `decoded_header(dataset, transfer_syntax)` describes it (encapsulated YCbCr becomes RGB,
+    interleaved).
     """
     _check_frame_numbers(dataset, [frame_number])
     if transfer_syntax in LITTLE_ENDIAN_NATIVE:
@@ -96,6 +132,52 @@ def decode_frame(
     if transfer_syntax == EXPLICIT_VR_BE:
         return _byteswap(bytes(encoded), _pixel_swap_width(dataset))
     return _decode_encapsulated_frame(encoded, dataset, transfer_syntax, frame_number)
+
+
+def decoded_photometric(header: Dataset, source_ts: str) -> str:
+    """PhotometricInterpretation of the frames decode_frame returns for this stored header."""
+    return str(decoded_header(header, source_ts).get("PhotometricInterpretation", ""))
+
+
+def decoded_header(header: Dataset, source_ts: str) -> Dataset:
+    """A copy of header describing decode_frame's output (photometric, planar configuration).
+
+    Pass it to encode_frames with frames from decode_frame.
+    """
+    copy = Dataset()
+    copy.update(header)  # shares the elements: changed ones are replaced, never mutated
+    if hasattr(header, "file_meta"):
+        copy.file_meta = header.file_meta
+    layout = frame_codecs.layout_of(header)
+    if layout is None:
+        return copy
+    decoded = frame_codecs.decoded_layout(layout, source_ts)
+    if "PhotometricInterpretation" in header:
+        copy.add_new("PhotometricInterpretation", "CS", decoded.photometric)
+    if "PlanarConfiguration" in header:
+        copy.add_new("PlanarConfiguration", "US", decoded.planar)
+    return copy
+
+
+def can_encode_frames(header: Dataset, media_type: str, transfer_syntax: str | None) -> bool:
+    """True when native frames described by header can be sent as media_type / syntax."""
+    return frame_codecs.frames_refusal(header, media_type, transfer_syntax) is None
+
+
+def encode_frames(
+    frames_native: list[bytes],
+    header: Dataset,
+    target_media_type: str,
+    target_ts: str | None,
+) -> list[bytes]:
+    """Native little-endian frames in a frame media type (spec 4.3); header describes them.
+
+    Targets: application/octet-stream (Explicit VR LE, unchanged), image/jpeg (.50 default,
+    .51, .57, .70), image/png (raw values, see frame_codecs), image/jls, image/jp2,
+    image/jphc, image/jxl (.110, .112), image/dicom-rle and application/x-deflate. A None
+    target_ts picks the media type's first syntax. NotAcceptable when impossible.
+    """
+    return frame_codecs.encode_frames(frames_native, header, target_media_type, target_ts)
 
 
 def frames_from_instance(
@@ -113,8 +195,18 @@ def frames_from_instance(
     _require_transcodable(source_ts, target_ts, dataset)
     if target_ts in LITTLE_ENDIAN_NATIVE:
         return [_native_frame(dataset, source_ts, number) for number in frame_numbers]
+    if target_ts == JPEG_XL_RECOMPRESSION:
+        return [
+            _recompress_frame(_stored_frame(dataset, source_ts, number), number)
+            for number in frame_numbers
+        ]
     _to_native_little_endian(dataset, source_ts)
-    return [_encode_frame(dataset, target_ts, number) for number in frame_numbers]
+    layout = _require_layout(dataset)
+    pixels = _native_pixels(dataset)
+    return [
+        _encode_frame(_slice_native(dataset, pixels, number), layout, target_ts, number)
+        for number in frame_numbers
+    ]
 
 
 # --- rules -------------------------------------------------------------------------------
@@ -135,11 +227,11 @@ def _refusal(source_ts: str, target_ts: str, dataset: Dataset) -> str | None:
     has_pixels = pixel_kind is not None
     if has_pixels and target_ts in JPEG_SYNTAXES and samples > 1 and bits > 8:
         return "non-monochrome images with more than 8 bits cannot be stored as JPEG"
-    if target_ts not in LITTLE_ENDIAN_NATIVE and not _encoder_available(target_ts):
+    if target_ts not in LITTLE_ENDIAN_NATIVE and not frame_codecs.encoder_available(target_ts):
         return "no encoder is available for the target transfer syntax"
     if not has_pixels:
         return None
-    if source_ts not in NATIVE_SYNTAXES and not _decoder_available(source_ts):
+    if source_ts not in NATIVE_SYNTAXES and not frame_codecs.decoder_available(source_ts):
         return "no decoder is available for the source transfer syntax"
     native_only = bits == 1 or pixel_kind != PIXEL_DATA
     both_native = source_ts in NATIVE_SYNTAXES and target_ts in NATIVE_SYNTAXES
@@ -149,61 +241,18 @@ def _refusal(source_ts: str, target_ts: str, dataset: Dataset) -> str | None:
         return "the big endian pixel data has no usable BitsAllocated"
     if target_ts in LITTLE_ENDIAN_NATIVE:
         return None
-    if target_ts in _J2K_TARGETS and (reason := _openjpeg_refusal(dataset)):
-        return reason
-    return _profile_refusal(source_ts, target_ts, dataset)
+    if target_ts == JPEG_XL_RECOMPRESSION:
+        return _recompression_refusal(source_ts)
+    layout = frame_codecs.layout_of(dataset)
+    if layout is None:
+        return "the image pixel attributes (Rows, Columns, BitsAllocated) are missing"
+    return frame_codecs.encode_refusal(frame_codecs.decoded_layout(layout, source_ts), target_ts)
 
 
-def _openjpeg_refusal(dataset: Dataset) -> str | None:
-    """Limits of the openjpeg encoder as pylibjpeg drives it (always 6 DWT resolutions)."""
-    if min(_int(dataset, "Rows") or 0, _int(dataset, "Columns") or 0) < 32:
-        return "openjpeg cannot encode images smaller than 32 pixels (it uses 6 resolutions)"
-    if (_int(dataset, "BitsStored") or 0) > 24:
-        return "openjpeg cannot encode more than 24 bits stored"
-    return None
-
-
-def _profile_refusal(source_ts: str, target_ts: str, dataset: Dataset) -> str | None:
-    """Check the decoded image against the PS3.5 encoding profiles pydicom enforces."""
-    from pydicom.pixels.encoders.base import ENCODING_PROFILES
-
-    photometric = str(dataset.get("PhotometricInterpretation", ""))
-    if source_ts not in NATIVE_SYNTAXES and photometric in _YBR_DECODED_AS_RGB:
-        photometric = "RGB"  # pydicom converts YCbCr to RGB when decompressing
-    image = (
-        photometric,
-        _int(dataset, "SamplesPerPixel") or 1,
-        _int(dataset, "PixelRepresentation") or 0,
-        _int(dataset, "BitsAllocated") or 0,
-        _int(dataset, "BitsStored") or 0,
-    )
-    for profile in ENCODING_PROFILES.get(pydicom.uid.UID(target_ts), []):
-        pi, spp, representations, allocated, stored = profile
-        matches = (pi, spp) == image[:2] and image[2] in representations
-        if matches and image[3] in allocated and image[4] in stored:
-            return None
-    return (
-        f"the target cannot encode {image[0] or 'unknown'} images with {image[1]} samples, "
-        f"pixel representation {image[2]}, {image[3]} bits allocated and {image[4]} stored"
-    )
-
-
-def _encoder_available(transfer_syntax: str) -> bool:
-    from pydicom.pixels import get_encoder
-
-    try:
-        return bool(get_encoder(transfer_syntax).is_available)
-    except NotImplementedError:
-        return False
-
-
-def _decoder_available(transfer_syntax: str) -> bool:
-    from pydicom.pixels import get_decoder
-
-    try:
-        return bool(get_decoder(transfer_syntax).is_available)
-    except NotImplementedError:
-        return False
+def _recompression_refusal(source_ts: str) -> str | None:
+    if source_ts == JPEG_BASELINE:
+        return None
+    return f"JPEG XL JPEG recompression applies only to {JPEG_BASELINE} (JPEG baseline) frames"
 
 
 # --- reading, writing, pixel helpers -----------------------------------------------------
@@ -227,10 +276,29 @@ def _write(dataset: Dataset) -> bytes:
         pass
     buffer = io.BytesIO()
     try:
-        pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
+        if str(dataset.file_meta.TransferSyntaxUID) in frame_codecs.UNREGISTERED_SYNTAXES:
+            _write_explicit_le(buffer, dataset)
+        else:
+            pydicom.dcmwrite(buffer, dataset, enforce_file_format=True)
     except (AttributeError, ValueError, TypeError) as exc:  # e.g. no SOP UIDs for the meta
         raise InvalidDicom(f"cannot re-encode the instance: {exc}") from exc
     return buffer.getvalue()
+
+
+def _write_explicit_le(buffer: io.BytesIO, dataset: Dataset) -> None:
+    """What dcmwrite does for explicit VR little endian, for syntaxes pydicom 3.0 refuses."""
+    from pydicom.filebase import DicomBytesIO
+    from pydicom.filewriter import write_dataset, write_file_meta_info
+
+    meta = dataset.file_meta
+    meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    stream = DicomBytesIO()
+    stream.write((dataset.preamble or b"\0" * 128) + b"DICM")
+    write_file_meta_info(stream, meta, enforce_standard=True)
+    stream.is_little_endian, stream.is_implicit_VR = True, False
+    write_dataset(stream, dataset)
+    buffer.write(stream.getvalue())
 
 
 def _int(dataset: Dataset, keyword: str) -> int | None:
@@ -255,6 +323,13 @@ def _pixel_kind(dataset: Dataset) -> int | None:
     if tag is None and "Rows" in dataset and "Columns" in dataset:
         return PIXEL_DATA
     return tag
+
+
+def _require_layout(dataset: Dataset) -> Layout:
+    layout = frame_codecs.layout_of(dataset)
+    if layout is None:
+        raise NotAcceptable("cannot encode frames: the image pixel attributes are missing")
+    return layout
 
 
 def _frame_count(dataset: Dataset) -> int:
@@ -327,7 +402,12 @@ def _decompress(dataset: Dataset, source_ts: str) -> None:
     from pydicom.pixels import decompress
 
     try:
-        decompress(dataset, as_rgb=True, generate_instance_uid=False)
+        if source_ts in frame_codecs.UNREGISTERED_SYNTAXES:
+            _decompress_frame_by_frame(dataset, source_ts)
+        else:
+            decompress(dataset, as_rgb=True, generate_instance_uid=False)
+    except DicomStoreError:
+        raise
     except Exception as exc:  # decoder plugins raise RuntimeError/ValueError on bad streams
         raise NotAcceptable(
             f"cannot transcode from {source_ts}: the pixel data could not be decoded ({exc})"
@@ -338,32 +418,92 @@ def _decompress(dataset: Dataset, source_ts: str) -> None:
             del dataset[keyword]
 
 
-def _compress(dataset: Dataset, target_ts: str) -> None:
-    from pydicom.pixels import compress
-
-    options, method = _LOSSY_TARGETS.get(target_ts, ({}, ""))
-    native_size = len(dataset.PixelData)
-    try:
-        compress(
-            dataset, target_ts, _interleaved_pixels(dataset), generate_instance_uid=False, **options
+def _decompress_frame_by_frame(dataset: Dataset, source_ts: str) -> None:
+    """decompress() for the syntaxes pydicom does not know, with the same result."""
+    layout = _require_layout(dataset)
+    frames = [
+        frame_codecs.decode_unregistered_frame(
+            _stored_frame(dataset, source_ts, number), layout, source_ts
         )
-    except Exception as exc:  # encoder plugins raise RuntimeError/ValueError
-        raise NotAcceptable(
-            f"cannot transcode to {target_ts}: the pixel data could not be encoded ({exc})"
-        ) from exc
+        for number in range(1, _frame_count(dataset) + 1)
+    ]
+    pixels = b"".join(frames)
+    dataset.PixelData = pixels + b"\0" * (len(pixels) % 2)
+    element = dataset["PixelData"]
+    element.is_undefined_length = False
+    element.VR = "OB" if layout.bits_allocated <= 8 else "OW"
+    _set_layout(dataset, frame_codecs.decoded_layout(layout, source_ts))
+
+
+def _set_layout(dataset: Dataset, layout: Layout) -> None:
+    dataset.PhotometricInterpretation = layout.photometric
+    if layout.samples > 1:
+        dataset.PlanarConfiguration = layout.planar
+
+
+def _compress(dataset: Dataset, target_ts: str) -> None:
+    """Encode every frame of the native little endian pixel data in target_ts."""
+    layout = _require_layout(dataset)
+    pixels = _native_pixels(dataset)
+    native_size = len(pixels)
+    encoded = [
+        _encode_frame(_slice_native(dataset, pixels, number), layout, target_ts, number)
+        for number in range(1, _frame_count(dataset) + 1)
+    ]
+    _set_encapsulated(dataset, encoded)
+    if target_ts != DEFLATED_IMAGE_FRAME:  # deflated frames keep their native arrangement
+        photometric = frame_codecs.encoded_photometric(layout, target_ts)
+        _set_layout(dataset, replace(layout, photometric=photometric, planar=0))
+    method = frame_codecs.LOSSY_METHODS.get(target_ts)
     if method:
-        _mark_lossy(dataset, method, native_size / max(len(dataset.PixelData), 1))
+        _mark_lossy(dataset, method, native_size / max(sum(map(len, encoded)), 1))
 
 
-def _interleaved_pixels(dataset: Dataset) -> np.ndarray | None:
-    """Colour-by-plane native pixels as an interleaved array: pydicom encoders expect that."""
-    if (_int(dataset, "SamplesPerPixel") or 1) == 1 or _int(dataset, "PlanarConfiguration") != 1:
-        return None
-    from pydicom.pixels import get_decoder
+def _encode_frame(frame: bytes, layout: Layout, target_ts: str, number: int) -> bytes:
+    try:
+        return frame_codecs.encode_native_frame(frame, layout, target_ts)
+    except Exception as exc:  # encoder libraries raise RuntimeError/ValueError and their own
+        raise NotAcceptable(
+            f"cannot transcode frame {number} to {target_ts}: the pixel data could not be "
+            f"encoded ({exc})"
+        ) from exc
 
-    array, _ = get_decoder(EXPLICIT_VR_LE).as_array(dataset, raw=True)
-    dataset.PlanarConfiguration = 0
-    return array
+
+def _set_encapsulated(dataset: Dataset, frames: list[bytes]) -> None:
+    from pydicom.encaps import encapsulate, encapsulate_extended
+
+    # PS3.5 A.4: a Basic Offset Table holds 32-bit offsets; beyond that use the extended one.
+    if sum(len(frame) + 8 for frame in frames[:-1]) > 2**32 - 1:
+        pixel_data, offsets, lengths = encapsulate_extended(frames)
+        dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = offsets, lengths
+    else:
+        pixel_data = encapsulate(frames, has_bot=True)
+    dataset.PixelData = pixel_data
+    element = dataset["PixelData"]
+    element.is_undefined_length = True
+    element.VR = "OB"
+
+
+def _recompress_jpeg(dataset: Dataset) -> None:
+    """Repack every stored JPEG baseline frame as JPEG XL: the pixels are untouched."""
+    source_ts = str(dataset.file_meta.TransferSyntaxUID)
+    frames = [
+        _recompress_frame(_stored_frame(dataset, source_ts, number), number)
+        for number in range(1, _frame_count(dataset) + 1)
+    ]
+    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
+        if keyword in dataset:
+            del dataset[keyword]
+    _set_encapsulated(dataset, frames)
+
+
+def _recompress_frame(frame: bytes, number: int) -> bytes:
+    try:
+        return frame_codecs.recompress_jpeg(frame)
+    except Exception as exc:  # libjxl refuses JPEG streams it cannot reconstruct
+        raise NotAcceptable(
+            f"cannot transcode frame {number} to {JPEG_XL_RECOMPRESSION}: {exc}"
+        ) from exc
 
 
 def _mark_lossy(dataset: Dataset, method: str, ratio: float) -> None:
@@ -398,10 +538,15 @@ def _decode_encapsulated_frame(
     from pydicom.encaps import encapsulate
     from pydicom.pixels import get_decoder
 
-    # as_rgb: YCbCr becomes RGB exactly as in a whole-instance decompression
-    options = _pixel_options(dataset, number_of_frames=1, as_rgb=True)
     try:
+        if transfer_syntax in frame_codecs.UNREGISTERED_SYNTAXES:
+            layout = _require_layout(dataset)
+            return frame_codecs.decode_unregistered_frame(bytes(encoded), layout, transfer_syntax)
+        # as_rgb: YCbCr becomes RGB exactly as in a whole-instance decompression
+        options = _pixel_options(dataset, number_of_frames=1, as_rgb=True)
         array, _ = get_decoder(transfer_syntax).as_array(encapsulate([bytes(encoded)]), **options)
+    except DicomStoreError:
+        raise
     except Exception as exc:  # decoder plugins raise RuntimeError/ValueError on bad streams
         raise NotAcceptable(
             f"cannot transcode frame {frame_number} from {transfer_syntax} to {EXPLICIT_VR_LE}: "
@@ -463,14 +608,3 @@ def _native_frame(dataset: Dataset, source_ts: str, frame_number: int) -> bytes:
     if source_ts in NATIVE_SYNTAXES:
         return stored
     return _decode_encapsulated_frame(stored, dataset, source_ts, frame_number)
-
-
-def _encode_frame(dataset: Dataset, target_ts: str, frame_number: int) -> bytes:
-    from pydicom.pixels import get_encoder
-
-    options, _ = _LOSSY_TARGETS.get(target_ts, ({}, ""))
-    try:
-        encoded = get_encoder(target_ts).encode(dataset, index=frame_number - 1, **options)
-    except Exception as exc:  # encoder plugins raise RuntimeError/ValueError
-        raise NotAcceptable(f"cannot transcode frame {frame_number} to {target_ts}: {exc}") from exc
-    return bytes(encoded)

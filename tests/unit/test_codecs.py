@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import io
+import zlib
 
+import imagecodecs
 import numpy as np
 import pydicom
 import pytest
@@ -11,15 +13,27 @@ from pydicom.encaps import encapsulate, generate_frames
 from pydicom.pixels import get_decoder, get_encoder
 from pydicom.pixels.utils import as_pixel_options
 
+from shared.dicom import frame_codecs
 from shared.dicom.codecs import (
     DEFLATED_EXPLICIT_VR_LE,
+    DEFLATED_IMAGE_FRAME,
     EXPLICIT_VR_BE,
     EXPLICIT_VR_LE,
+    HTJ2K,
+    HTJ2K_LOSSLESS,
+    HTJ2K_LOSSLESS_RPCL,
     IMPLICIT_VR_LE,
     JPEG_2000,
     JPEG_2000_LOSSLESS,
     JPEG_BASELINE,
+    JPEG_EXTENDED,
+    JPEG_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
     JPEG_LS_LOSSLESS,
+    JPEG_LS_NEAR_LOSSLESS,
+    JPEG_XL,
+    JPEG_XL_LOSSLESS,
+    JPEG_XL_RECOMPRESSION,
     RLE_LOSSLESS,
     can_transcode,
     decode_frame,
@@ -232,6 +246,189 @@ def test_instance_without_pixel_data_changes_only_its_encoding() -> None:
     assert len(out.BeamSequence) == len(original.BeamSequence)
 
 
+# --- the support matrix ------------------------------------------------------------------
+
+# Targets, one column each in MATRIX below.
+MATRIX_TARGETS = [
+    IMPLICIT_VR_LE,
+    EXPLICIT_VR_LE,
+    DEFLATED_EXPLICIT_VR_LE,
+    JPEG_BASELINE,
+    JPEG_EXTENDED,
+    JPEG_LOSSLESS,
+    JPEG_LOSSLESS_SV1,
+    JPEG_LS_LOSSLESS,
+    JPEG_LS_NEAR_LOSSLESS,
+    JPEG_2000_LOSSLESS,
+    JPEG_2000,
+    JPEG_XL_LOSSLESS,
+    JPEG_XL_RECOMPRESSION,
+    JPEG_XL,
+    HTJ2K_LOSSLESS,
+    HTJ2K_LOSSLESS_RPCL,
+    HTJ2K,
+    RLE_LOSSLESS,
+    DEFLATED_IMAGE_FRAME,
+]
+# "=" decodes to exactly the source's pixels, "~" within LOSSY_TOLERANCE of them, "r" is the
+# stored JPEG repacked (reconstructible bit for bit), "-" is refused with NotAcceptable.
+MATRIX = {
+    # Columns: Implicit LE, Explicit LE, Deflated LE, JPEG .50 .51 .57 .70, JPEG-LS .80 .81,
+    # JPEG 2000 .90 .91, JPEG XL .110 .111 .112, HTJ2K .201 .202 .203, RLE, Deflated frames.
+    "CT_small.dcm": "                    =  =  =  -  -  =  =  =  ~  =  ~  -  -  -  =  =  ~  =  =",
+    "MR_small.dcm": "                    =  =  =  -  -  =  =  =  ~  =  ~  -  -  -  =  =  ~  =  =",
+    "SC_rgb_rle.dcm": "                  =  =  =  ~  -  =  =  =  ~  =  ~  =  -  ~  =  =  ~  =  =",
+    "SC_rgb_jpeg_dcmtk.dcm": "           =  =  =  =  -  =  =  =  ~  =  ~  =  r  ~  =  =  ~  =  =",
+    "JPEG2000.dcm": "                    =  =  =  -  -  =  =  =  ~  =  =  -  -  -  =  =  ~  =  =",
+    "MR_small_jp2klossless.dcm": "       =  =  =  -  -  =  =  =  ~  =  ~  -  -  -  =  =  ~  =  =",
+    "MR_small_jpeg_ls_lossless.dcm": "   =  =  =  -  -  =  =  =  ~  =  ~  -  -  -  =  =  ~  =  =",
+    "examples_ybr_color.dcm": "          =  =  =  =  -  =  =  =  ~  =  ~  =  r  ~  =  =  ~  =  =",
+    "rtdose.dcm": "                      =  =  =  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  =",
+    "SC_rgb_small_odd.dcm": "            =  =  =  ~  -  =  =  -  -  -  -  =  -  ~  =  =  ~  =  =",
+    "liver_1frame.dcm": "                =  =  =  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -  -",
+    "examples_overlay.dcm": "            =  =  =  -  ~  =  =  =  ~  =  ~  =  -  ~  =  =  ~  =  =",
+    "SC_ybr_full_422_uncompressed.dcm": "=  =  =  ~  -  -  -  =  ~  =  ~  -  -  ~  =  =  ~  =  =",
+    "examples_palette.dcm": "            =  =  =  -  -  =  =  =  -  =  -  -  -  -  =  =  -  =  =",
+    "SC_rgb_rle_16bit.dcm": "            =  =  =  -  -  -  -  =  ~  =  ~  =  -  ~  =  =  ~  =  =",
+    "JPGExtended.dcm": "                 =  =  =  -  =  =  =  =  ~  =  ~  =  -  ~  =  =  ~  =  =",
+    "image_dfl.dcm": "                   =  =  =  ~  ~  =  =  =  ~  =  ~  =  -  ~  =  =  ~  =  =",
+}
+# Mean absolute error allowed for lossy targets, as a fraction of the source's pixel range
+# (JPEG quality 90, JPEG-LS error 2, JPEG 2000 ratio 10, HTJ2K qstep 0.001, JPEG XL 0.5).
+LOSSY_TOLERANCE = 0.025
+MATRIX_CELLS = [
+    (name, target, cell)
+    for name, row in MATRIX.items()
+    for target, cell in zip(MATRIX_TARGETS, row.split(), strict=True)
+]
+
+
+def _cells(kind: str) -> list[tuple[str, str]]:
+    return [(name, target) for name, target, cell in MATRIX_CELLS if cell == kind]
+
+
+def _source_ts(name: str) -> str:
+    return str(_header(name).file_meta.TransferSyntaxUID)
+
+
+def _decoded(data: bytes) -> np.ndarray:
+    """Pixels of a transcoded instance, decoded by pydicom or (JPEG XL) by libjxl directly."""
+    ds = _read(data)
+    if ds.file_meta.TransferSyntaxUID not in (JPEG_XL_LOSSLESS, JPEG_XL):
+        return _frames(ds)
+    count = int(ds.get("NumberOfFrames") or 1)
+    frames = generate_frames(ds.PixelData, number_of_frames=count)
+    return np.stack([imagecodecs.jpegxl_decode(frame) for frame in frames])
+
+
+@pytest.mark.parametrize(("name", "target"), _cells("="))
+def test_matrix_lossless_conversions_are_pixel_identical(name: str, target: str) -> None:
+    header = _header(name)
+    assert can_transcode(_source_ts(name), target, header)
+    out = transcode_instance(io.BytesIO(_raw(name)), target)
+    ds = _read(out)
+    assert ds.file_meta.TransferSyntaxUID == target
+    assert ds.SOPInstanceUID == header.SOPInstanceUID
+    if target == DEFLATED_IMAGE_FRAME:
+        # The frames are the native bytes, deflated: compare them with a native transcoding.
+        native = _read(transcode_instance(io.BytesIO(_raw(name)), EXPLICIT_VR_LE)).PixelData
+        count = int(ds.get("NumberOfFrames") or 1)
+        inflated = [
+            zlib.decompress(f, -15) for f in generate_frames(ds.PixelData, number_of_frames=count)
+        ]
+        assert b"".join(inflated) == native[: sum(map(len, inflated))]
+        return
+    expected = _frames(pydicom.dcmread(_path(name)))
+    np.testing.assert_array_equal(_decoded(out), expected)
+
+
+@pytest.mark.parametrize(("name", "target"), _cells("~"))
+def test_matrix_lossy_conversions_stay_within_tolerance(name: str, target: str) -> None:
+    assert can_transcode(_source_ts(name), target, _header(name))
+    out = transcode_instance(io.BytesIO(_raw(name)), target)
+    ds = _read(out)
+    assert ds.file_meta.TransferSyntaxUID == target
+    assert ds.LossyImageCompression == "01"
+    assert frame_codecs.LOSSY_METHODS[target] in ds.LossyImageCompressionMethod
+    expected = _frames(pydicom.dcmread(_path(name))).astype(float)
+    error = np.abs(_decoded(out).astype(float) - expected).mean()
+    assert error < LOSSY_TOLERANCE * max(expected.max() - expected.min(), 1)
+
+
+@pytest.mark.parametrize(("name", "target"), _cells("r"))
+def test_matrix_jpeg_recompression_reconstructs_the_stored_jpeg(name: str, target: str) -> None:
+    assert can_transcode(_source_ts(name), target, _header(name))
+    original = pydicom.dcmread(_path(name))
+    ds = _read(transcode_instance(io.BytesIO(_raw(name)), target))
+    count = int(original.get("NumberOfFrames") or 1)
+    stored = list(generate_frames(original.PixelData, number_of_frames=count))
+    repacked = list(generate_frames(ds.PixelData, number_of_frames=count))
+    assert [imagecodecs.jpegxl_decode_jpeg(f, numthreads=1) for f in repacked] == stored
+    assert ds.PhotometricInterpretation == original.PhotometricInterpretation
+
+
+@pytest.mark.parametrize(("name", "target"), _cells("-"))
+def test_matrix_refusals_are_not_acceptable(name: str, target: str) -> None:
+    source = _source_ts(name)
+    assert not can_transcode(source, target, _header(name))
+    with pytest.raises(NotAcceptable) as caught:
+        transcode_instance(io.BytesIO(_raw(name)), target)
+    assert caught.value.message.startswith(f"cannot transcode from {source} to {target}: ")
+
+
+def test_matrix_covers_every_cell() -> None:
+    assert {cell for _, _, cell in MATRIX_CELLS} == {"=", "~", "r", "-"}
+    assert len(MATRIX_CELLS) == len(MATRIX) * len(MATRIX_TARGETS)
+
+
+@pytest.mark.parametrize("target", [JPEG_XL_LOSSLESS, DEFLATED_IMAGE_FRAME, HTJ2K_LOSSLESS])
+def test_new_syntaxes_transcode_onwards(target: str) -> None:
+    """Instances stored in syntaxes pydicom 3.0 cannot decode are readable sources too."""
+    name = "SC_rgb_rle_2frame.dcm"
+    stored = transcode_instance(io.BytesIO(_raw(name)), target)
+    parsed = read_instance(io.BytesIO(stored))
+    assert parsed.transfer_syntax == target and len(parsed.frames) == 2
+    expected = _frames(pydicom.dcmread(_path(name)))
+    for onward in (EXPLICIT_VR_LE, JPEG_2000_LOSSLESS, RLE_LOSSLESS):
+        assert can_transcode(target, onward, parsed.dataset)
+        out = _read(transcode_instance(io.BytesIO(stored), onward))
+        np.testing.assert_array_equal(_frames(out), expected)
+    for number, spans in enumerate(parsed.frames, start=1):
+        encoded = b"".join(stored[s.offset : s.offset + s.length] for s in spans)
+        decoded = decode_frame(encoded, parsed.dataset, target, number)
+        assert decoded == _le_bytes(expected[number - 1])
+
+
+def test_recompression_needs_a_jpeg_baseline_source() -> None:
+    _refused("JPGExtended.dcm", JPEG_XL_RECOMPRESSION, "applies only to")
+
+
+def test_htj2k_rpcl_writes_rpcl_order_and_tlm_markers() -> None:
+    ds = _read(transcode_instance(io.BytesIO(_raw("CT_small.dcm")), HTJ2K_LOSSLESS_RPCL))
+    frame = next(generate_frames(ds.PixelData, number_of_frames=1))
+    cod = frame.index(b"\xff\x52")
+    assert frame[cod + 5] == 2  # progression order RPCL (ISO 15444-1 Table A.16)
+    assert b"\xff\x55" in frame  # TLM
+    assert b"\xff\x50" in frame[:cod]  # CAP marker: a Part 15 (high-throughput) codestream
+
+
+def test_jpeg_baseline_colour_is_ybr_full_422() -> None:
+    out = _read(transcode_instance(io.BytesIO(_raw("SC_rgb_rle_2frame.dcm")), JPEG_BASELINE))
+    assert out.PhotometricInterpretation == "YBR_FULL_422"
+    assert out.PlanarConfiguration == 0
+    assert out.LossyImageCompressionMethod == "ISO_10918_1"
+    grey = _read(transcode_instance(io.BytesIO(_raw("image_dfl.dcm")), JPEG_BASELINE))
+    assert grey.PhotometricInterpretation == "MONOCHROME2"
+
+
+def test_lossy_steps_are_appended_to_the_history() -> None:
+    once = transcode_instance(io.BytesIO(_raw("CT_small.dcm")), JPEG_2000)
+    twice = _read(transcode_instance(io.BytesIO(once), HTJ2K))
+    assert list(twice.LossyImageCompressionMethod) == ["ISO_15444_1", "ISO_15444_15"]
+    assert len(twice.LossyImageCompressionRatio) == 2
+    assert twice.LossyImageCompression == "01"
+
+
 # --- refusals ----------------------------------------------------------------------------
 
 
@@ -243,8 +440,19 @@ def _refused(name: str, target: str, match: str) -> None:
     assert target in caught.value.message
 
 
-def test_no_jpeg_encoder_is_not_acceptable() -> None:
-    _refused("CT_small.dcm", JPEG_BASELINE, f"from {EXPLICIT_VR_LE} to {JPEG_BASELINE}: no encoder")
+def test_sixteen_bit_grey_is_not_jpeg_baseline() -> None:
+    _refused(
+        "CT_small.dcm",
+        JPEG_BASELINE,
+        f"from {EXPLICIT_VR_LE} to {JPEG_BASELINE}: the target cannot encode MONOCHROME2 images"
+        " with 1 samples, pixel representation 1, 16 bits allocated and 16 stored",
+    )
+
+
+@pytest.mark.parametrize("target", [HTJ2K_LOSSLESS, JPEG_XL_LOSSLESS, JPEG_LOSSLESS_SV1])
+def test_missing_encoder_is_not_acceptable(target: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(frame_codecs, "_imagecodecs_has", lambda codec: False)
+    _refused("MR_small_jpeg_ls_lossless.dcm", target, "no encoder is available")
 
 
 def test_colour_deeper_than_8_bits_never_goes_to_jpeg() -> None:
@@ -271,8 +479,15 @@ def test_float_pixels_only_convert_between_native_syntaxes() -> None:
     assert can_transcode(EXPLICIT_VR_LE, IMPLICIT_VR_LE, ds)
 
 
-def test_subsampled_native_colour_cannot_be_compressed() -> None:
-    _refused("SC_ybr_full_422_uncompressed.dcm", RLE_LOSSLESS, "YBR_FULL_422")
+def test_subsampled_native_colour_is_upsampled_before_compression() -> None:
+    name = "SC_ybr_full_422_uncompressed.dcm"
+    out = _read(transcode_instance(io.BytesIO(_raw(name)), RLE_LOSSLESS))
+    assert out.PhotometricInterpretation == "YBR_FULL"
+    np.testing.assert_array_equal(out.pixel_array, pydicom.dcmread(_path(name)).pixel_array)
+
+
+def test_ycbcr_is_not_sent_to_lossless_jpeg() -> None:
+    _refused("SC_ybr_full_422_uncompressed.dcm", JPEG_LOSSLESS_SV1, "YBR_FULL would be misread")
 
 
 def test_big_endian_is_not_a_target() -> None:
@@ -471,7 +686,10 @@ def _header_without_pixel_element(name: str) -> pydicom.Dataset:
         ("CT_small.dcm", JPEG_BASELINE, False),
         ("liver_1frame.dcm", RLE_LOSSLESS, False),
         ("liver_1frame.dcm", IMPLICIT_VR_LE, True),
-        ("SC_ybr_full_422_uncompressed.dcm", RLE_LOSSLESS, False),
+        ("SC_ybr_full_422_uncompressed.dcm", RLE_LOSSLESS, True),
+        ("SC_ybr_full_422_uncompressed.dcm", JPEG_LOSSLESS_SV1, False),
+        ("examples_ybr_color.dcm", JPEG_BASELINE, True),
+        ("CT_small.dcm", HTJ2K_LOSSLESS, True),
         ("examples_ybr_color.dcm", RLE_LOSSLESS, True),
     ],
 )
