@@ -14,6 +14,8 @@ from shared import bootstrap
 from shared.config import Settings
 from shared.service.context import Services
 
+pytest_plugins = ["tests.emulators"]
+
 REPO = Path(__file__).resolve().parent.parent
 STORE = "projects/local/locations/local/datasets/default/dicomStores/default"
 DW = f"/v1/{STORE}/dicomWeb"

@@ -15,8 +15,14 @@ from shared.errors import InvalidArgument, NotFound, PreconditionFailed
 from shared.ports.blobs import BlobStore
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "gcp"])
 def blobs(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[BlobStore]:
+    if request.param == "gcp":
+        from shared.adapters.gcp.gcs_blobs import GcsBlobStore
+
+        gcs = request.getfixturevalue("gcs_emulator")
+        yield GcsBlobStore(gcs.fresh_bucket(), client=gcs.client)
+        return
     yield FileBlobStore(tmp_path / "blobs")
 
 

@@ -16,8 +16,15 @@ from shared.ports.operations import OperationStore
 DATASET = "projects/p/locations/l/datasets/d"
 
 
-@pytest.fixture(params=["local"])
+@pytest.fixture(params=["local", "gcp"])
 def operations(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OperationStore]:
+    if request.param == "gcp":
+        from shared.adapters.gcp.firestore_operations import FirestoreOperationStore
+
+        firestore = request.getfixturevalue("firestore_emulator")
+        firestore.reset()
+        yield FirestoreOperationStore(firestore.client)
+        return
     yield SqliteOperationStore(tmp_path / "operations.sqlite")
 
 

@@ -11,7 +11,8 @@ from typing import BinaryIO
 
 import google_crc32c
 
-from shared.errors import InvalidArgument, NotFound, PreconditionFailed
+from shared.adapters.keys import key_segments
+from shared.errors import NotFound, PreconditionFailed
 from shared.ports.blobs import BlobInfo
 
 _CHUNK = 1 << 20
@@ -36,12 +37,7 @@ class FileBlobStore:
 
     def _path(self, key: str) -> Path:
         # Keys come from services, but a key is still a path: refuse anything that could escape.
-        parts = key.split("/")
-        if not key or any(p in ("", ".", "..") or "\\" in p or "\x00" in p for p in parts):
-            raise InvalidArgument(f"invalid object key {key!r}")
-        if parts[0] == ".tmp":
-            raise InvalidArgument(f"invalid object key {key!r}")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*key_segments(key))
 
     def put(
         self,

@@ -1,0 +1,1 @@
+"""Google Cloud adapters: Cloud Storage blobs, Firestore operations, Pub/Sub queue."""
