@@ -1,4 +1,10 @@
-"""Google's QIDO attribute sets per level, level splitting and includefield projection."""
+"""QIDO attribute sets per level, level splitting and includefield projection.
+
+Google's sets decide what a search returns. Beyond Google, the level of any attribute is known
+(`level_of`), and the computed attributes of PS3.4 C.3.4 (ModalitiesInStudy, NumberOf...) are
+returned when named in includefield or used as a matching key, never by default nor with
+`includefield=all` (Google returns none of them; PS3.18 leaves 'all' to the origin server).
+"""
 
 from __future__ import annotations
 
@@ -55,6 +61,13 @@ SERIES_ALL_EXTRA = _tags("SeriesNumber Laterality SeriesDate SeriesTime")
 STUDY_ATTRIBUTES = STUDY_DEFAULT | STUDY_ALL_EXTRA
 SERIES_ATTRIBUTES = SERIES_DEFAULT | SERIES_ALL_EXTRA
 
+# PS3.4 C.3.4: derived by the index from the stored series and instances, never stored.
+COMPUTED_STUDY = _tags(
+    "ModalitiesInStudy SOPClassesInStudy NumberOfStudyRelatedSeries NumberOfStudyRelatedInstances"
+)
+COMPUTED_SERIES = _tags("NumberOfSeriesRelatedInstances")
+COMPUTED = COMPUTED_STUDY | COMPUTED_SERIES
+
 # Google never returns pixel data from a search, even with includefield=all or by name.
 NEVER_RETURNED = _tags("PixelData FloatPixelData DoubleFloatPixelData")
 
@@ -74,6 +87,13 @@ _ALL_AT = {
 }
 
 
+_COMPUTED_AT = {
+    Level.STUDY: COMPUTED_STUDY,
+    Level.SERIES: COMPUTED,
+    Level.INSTANCE: COMPUTED,
+}
+
+
 def _pick(metadata: DicomJson, tags: frozenset[str]) -> DicomJson:
     return {tag: element for tag, element in metadata.items() if tag in tags}
 
@@ -83,19 +103,48 @@ def split_levels(metadata: DicomJson) -> tuple[DicomJson, DicomJson]:
     return _pick(metadata, STUDY_ATTRIBUTES), _pick(metadata, SERIES_ATTRIBUTES)
 
 
+def level_of(tag: str) -> Level:
+    """The level an attribute lives at: Google's study and series sets, else the instance."""
+    if tag in STUDY_ATTRIBUTES or tag in COMPUTED_STUDY:
+        return Level.STUDY
+    if tag in SERIES_ATTRIBUTES or tag in COMPUTED_SERIES:
+        return Level.SERIES
+    return Level.INSTANCE
+
+
+def matched_tags(query: SearchQuery) -> frozenset[str]:
+    """Matching keys of the query's own level, which PS3.18 10.6.3.3 says a result includes.
+
+    Keys of a parent level are left out: Google returns none of them (series?PatientID=).
+    """
+    return frozenset(c.tag for c in query.conditions if c.level is query.level)
+
+
+def computed_tags(query: SearchQuery) -> frozenset[str]:
+    """Computed attributes an index must add to the results: named or matched, at the level."""
+    named = query.include_tags | {condition.tag for condition in query.conditions}
+    return named & _COMPUTED_AT[query.level]
+
+
 def returned_tags(query: SearchQuery) -> frozenset[str] | None:
-    """Tags a search of this query returns; None means every attribute of the result."""
+    """Tags a search of this query returns; None means every attribute of the result.
+
+    Computed attributes come back only when named or matched, even when None is returned.
+    """
     if query.include_all and query.level is Level.INSTANCE:
         return None
     base = _ALL_AT[query.level] if query.include_all else _DEFAULT_AT[query.level]
-    return base | query.include_tags | _UIDS_AT[query.level]
+    return base | query.include_tags | matched_tags(query) | _UIDS_AT[query.level]
 
 
 def project(result: DicomJson, query: SearchQuery) -> DicomJson:
     """Keep the attributes of the query's level that includefield asks for, in tag order."""
     wanted = returned_tags(query)
+    asked = query.include_tags | matched_tags(query)
     return {
         tag: result[tag]
         for tag in sorted(result)
-        if tag not in NEVER_RETURNED and (wanted is None or tag in wanted)
+        if tag not in NEVER_RETURNED
+        and (wanted is None or tag in wanted)
+        and (tag not in COMPUTED or tag in asked)
     }

@@ -1,11 +1,21 @@
-"""QIDO parameter parsing, Google's matching rules and includefield projection."""
+"""QIDO parameter parsing, Google's matching rules, the standard superset and projection."""
 
 from __future__ import annotations
 
 import pytest
 
 from shared.dicom import attributes
-from shared.dicom.query import matches, name_tokens, parse_search, prefix_upper_bound
+from shared.dicom.query import (
+    datetime_bounds,
+    is_prefix_pattern,
+    literal_prefix,
+    matches,
+    name_token_hint,
+    name_tokens,
+    parse_search,
+    prefix_upper_bound,
+    time_bounds,
+)
 from shared.domain.records import DicomJson
 from shared.domain.search import Condition, Level, MatchKind, SearchQuery
 from shared.errors import InvalidArgument
@@ -150,11 +160,14 @@ def test_sop_instance_uid_at_instance_level() -> None:
         (Level.STUDY, "SeriesInstanceUID", "SeriesInstanceUID is not a supported study level"),
         (Level.STUDY, "SOPInstanceUID", "SOPInstanceUID is not a supported study level"),
         (Level.SERIES, "SOPInstanceUID", "SOPInstanceUID is not a supported series level"),
-        (Level.SERIES, "SeriesDescription", "SeriesDescription is not a supported series level"),
-        (Level.INSTANCE, "SOPClassUID", "SOPClassUID is not a supported instance level attribute"),
-        (Level.INSTANCE, "00080016", "SOPClassUID is not a supported instance level attribute"),
-        (Level.STUDY, "ModalitiesInStudy", "ModalitiesInStudy is not a supported study level"),
+        # Superset: keys of a lower level keep Google's 400 and wording.
+        (Level.STUDY, "SOPClassUID", "SOPClassUID is not a supported study level attribute"),
+        (Level.SERIES, "00080016", "SOPClassUID is not a supported series level attribute"),
+        (Level.STUDY, "SeriesDescription", "SeriesDescription is not a supported study level"),
+        (Level.SERIES, "Rows", "Rows is not a supported series level attribute"),
+        (Level.STUDY, "NumberOfSeriesRelatedInstances", "is not a supported study level"),
         (Level.INSTANCE, "TimezoneOffsetFromUTC", "TimezoneOffsetFromUTC is not a supported"),
+        (Level.STUDY, "SpecificCharacterSet", "SpecificCharacterSet is not a supported study"),
     ],
 )
 def test_unsupported_attribute(level: Level, keyword: str, message: str) -> None:
@@ -183,8 +196,10 @@ def test_conditions_keep_request_order() -> None:
     assert [c.keyword for c in query.conditions] == ["SOPInstanceUID", "PatientID", "Modality"]
 
 
-@pytest.mark.parametrize("value", ["1.2.*", "1.2.?", "1.2.3\\1.2.4", "Doe*"])
-def test_wildcards_and_uid_lists_are_literal(value: str) -> None:
+# Google compares '*' and '?' in a UID literally; so does the standard (no wild cards on UI).
+# A backslash used to be literal too: it is now UID list matching (see the superset below).
+@pytest.mark.parametrize("value", ["1.2.*", "1.2.?", "Doe*"])
+def test_wildcards_in_uids_are_literal(value: str) -> None:
     condition = one(Level.INSTANCE, "SOPInstanceUID", value)
     assert condition.kind is MatchKind.EXACT and condition.value == value
     assert matches(condition, {"00080018": {"vr": "UI", "Value": [value]}})
@@ -386,7 +401,7 @@ def test_prefix_upper_bound() -> None:
     assert prefix_upper_bound("") is None
 
 
-# --- conditions of kinds Google lacks (for future use) -----------------------------------
+# --- conditions of kinds Google lacks, built by hand -------------------------------------
 
 
 def test_wildcard_and_uid_list_kinds_match() -> None:
@@ -522,3 +537,537 @@ def test_project_instance_all_is_everything_but_pixel_data() -> None:
 
 def test_project_never_invents_attributes() -> None:
     assert attributes.project({}, SearchQuery(Level.STUDY, include_all=True)) == {}
+
+
+# --- superset: any attribute of the level ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("level", "keyword", "home"),
+    [
+        (Level.STUDY, "StudyDescription", Level.STUDY),
+        (Level.STUDY, "PatientBirthDate", Level.STUDY),
+        (Level.STUDY, "ModalitiesInStudy", Level.STUDY),
+        (Level.STUDY, "NumberOfStudyRelatedInstances", Level.STUDY),
+        (Level.SERIES, "SeriesDescription", Level.SERIES),
+        (Level.SERIES, "SeriesNumber", Level.SERIES),
+        (Level.SERIES, "NumberOfSeriesRelatedInstances", Level.SERIES),
+        (Level.SERIES, "StudyDescription", Level.STUDY),
+        (Level.INSTANCE, "SOPClassUID", Level.INSTANCE),
+        (Level.INSTANCE, "00080016", Level.INSTANCE),
+        (Level.INSTANCE, "InstanceNumber", Level.INSTANCE),
+        (Level.INSTANCE, "ImageComments", Level.INSTANCE),
+        (Level.INSTANCE, "SeriesDescription", Level.SERIES),
+        (Level.INSTANCE, "PatientID", Level.STUDY),
+    ],
+)
+def test_any_attribute_of_the_level_or_above(level: Level, keyword: str, home: Level) -> None:
+    condition = one(level, keyword, "19700101" if keyword.endswith("Date") else "1")
+    assert condition.level is home
+    assert attributes.level_of(condition.tag) is home
+
+
+@pytest.mark.parametrize(
+    ("key", "message"),
+    [
+        ("ReferencedStudySequence", "sequence matching is not supported"),
+        ("ProcedureCodeSequence", "ProcedureCodeSequence is a sequence"),
+        ("ReferencedSeriesSequence.SeriesInstanceUID", "sequence matching is not supported"),
+        ("0008110D.00081150", "sequence matching is not supported"),
+        ("PixelData", "PixelData has VR OB, which cannot be used for matching"),
+        ("AvailableTransferSyntaxUID", "unknown/unsupported QIDO attribute"),
+    ],
+)
+def test_keys_that_cannot_be_matched(key: str, message: str) -> None:
+    bad(Level.INSTANCE, [(key, "x")], message)
+
+
+def test_sequence_key_is_refused_even_when_empty() -> None:
+    bad(Level.INSTANCE, [("ReferencedStudySequence", "")], "sequence")
+
+
+# --- superset: wild card matching --------------------------------------------------------
+
+WILDCARD_KEYS = [  # one keyword per wild card VR
+    ("AE", "RetrieveAETitle"),
+    ("CS", "Modality"),
+    ("LO", "PatientID"),
+    ("LT", "ImageComments"),
+    ("PN", "PatientName"),
+    ("SH", "AccessionNumber"),
+    ("ST", "InstitutionAddress"),
+    ("UC", "StrainDescription"),
+    ("UR", "RetrieveURI"),
+    ("UT", "TextValue"),
+]
+
+
+@pytest.mark.parametrize(("vr", "keyword"), WILDCARD_KEYS)
+@pytest.mark.parametrize("value", ["A*", "*b", "a?c", "?", "x*y?z"])
+def test_wildcards_on_text_vrs(vr: str, keyword: str, value: str) -> None:
+    condition = one(Level.INSTANCE, keyword, value)
+    assert (condition.vr, condition.kind, condition.value) == (vr, MatchKind.WILDCARD, value)
+
+
+@pytest.mark.parametrize("value", ["*", "**", "***"])
+@pytest.mark.parametrize("keyword", ["PatientName", "PatientID", "Modality", "StudyDescription"])
+def test_only_stars_is_universal_matching(keyword: str, value: str) -> None:
+    assert parse_search(Level.INSTANCE, [(keyword, value)]).conditions == ()
+
+
+def test_only_stars_is_universal_with_fuzzymatching() -> None:
+    assert (
+        parse_search(Level.STUDY, [("PatientName", "*"), ("fuzzymatching", "true")]).conditions
+        == ()
+    )
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [("InstanceNumber", "1*"), ("StudyDate", "2024*"), ("StudyTime", "10*"), ("Rows", "?")],
+)
+def test_wildcards_on_other_vrs_are_invalid(keyword: str, value: str) -> None:
+    bad(Level.INSTANCE, [(keyword, value)], keyword)
+
+
+def lo(value: object, *more: object) -> DicomJson:
+    return {PATIENT_ID: {"vr": "LO", "Value": [value, *more]}}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "stored", "expected"),
+    [
+        ("PID*", "PID-1", True),
+        ("PID*", "PID", True),
+        ("PID*", "pid-1", False),  # case-sensitive outside PN
+        ("*-1", "PID-1", True),
+        ("*-1", "PID-12", False),  # the whole value must match
+        ("P?D-1", "PID-1", True),
+        ("P?D-1", "PD-1", False),  # '?' is exactly one character
+        ("P*1", "P1", True),
+        ("a.b*", "a.bc", True),
+        ("a.b*", "axbc", False),  # regex characters are literal
+        ("(x)+*", "(x)+y", True),
+        ("line?two", "line\ntwo", True),
+    ],
+)
+def test_wildcard_matching(pattern: str, stored: str, expected: bool) -> None:
+    condition = one(Level.STUDY, "PatientID", pattern)
+    assert matches(condition, lo(stored)) is expected
+
+
+def test_wildcard_matches_any_value_and_never_a_missing_one() -> None:
+    condition = one(Level.STUDY, "PatientID", "B*")
+    assert matches(condition, lo("A", "B2"))
+    assert not matches(condition, {})
+    assert not matches(condition, {PATIENT_ID: {"vr": "LO"}})
+    assert not matches(one(Level.STUDY, "PatientID", "?*"), lo(""))
+
+
+@pytest.mark.parametrize(
+    ("pattern", "expected"),
+    [
+        ("doe*", True),  # PN wild cards ignore case
+        ("DOE^J?HN", True),
+        ("*john", True),
+        ("john*", False),  # the whole group string, not one component
+        ("*^jo*", True),
+        ("山田*", True),  # every component group is tried
+        ("*太郎", True),
+        ("やまだ*", True),
+        ("yamada*", False),
+    ],
+)
+def test_person_name_wildcards(pattern: str, expected: bool) -> None:
+    stored = {
+        PATIENT_NAME: {
+            "vr": "PN",
+            "Value": [
+                {"Alphabetic": "Doe^John", "Ideographic": "山田^太郎", "Phonetic": "やまだ^たろう"}
+            ],
+        }
+    }
+    assert matches(one(Level.STUDY, "PatientName", pattern), stored) is expected
+
+
+def test_person_name_wildcards_keep_accents() -> None:
+    assert matches(one(Level.STUDY, "PatientName", "*josé"), pn("García^José"))
+    assert matches(one(Level.STUDY, "PatientName", "GARCÍA*"), pn("García^José"))
+    assert not matches(one(Level.STUDY, "PatientName", "*jose"), pn("García^José"))
+
+
+def test_person_name_exact_stays_google_exact() -> None:
+    condition = one(Level.STUDY, "PatientName", "Doe^John")
+    assert condition.kind is MatchKind.EXACT
+    assert not matches(condition, pn("DOE^JOHN"))
+
+
+@pytest.mark.parametrize(
+    ("query", "expected"),
+    [("*oe", True), ("j?hn", True), ("d*", True), ("x*", False), ("*x", False), ("?oe", True)],
+)
+def test_fuzzy_tokens_with_wildcards_match_the_start_of_a_token(query: str, expected: bool) -> None:
+    condition = one(Level.STUDY, "PatientName", query, ("fuzzymatching", "true"))
+    assert condition.kind is MatchKind.FUZZY
+    assert matches(condition, pn("John^Doe")) is expected
+
+
+def test_literal_prefix_and_prefix_patterns() -> None:
+    assert literal_prefix("AB?C*") == "AB"
+    assert literal_prefix("*A") == ""
+    assert literal_prefix("ABC") == "ABC"
+    assert is_prefix_pattern("AB*") and is_prefix_pattern("AB**")
+    assert (
+        not is_prefix_pattern("A?B*")
+        and not is_prefix_pattern("AB")
+        and not is_prefix_pattern("*A*")
+    )
+
+
+@pytest.mark.parametrize(
+    ("pattern", "hint"),
+    [
+        ("Doe*", ("doe", True)),
+        ("doe^j*", ("doe", True)),
+        ("^Jo*", ("jo", True)),
+        ("Mü?ler*", ("mu", True)),
+        ("*doe*", ("doe", False)),
+        ("*Mül*er", ("mul", False)),
+        ("?ohn^Smith*", ("smith", False)),
+        ("*", None),
+        ("*^*", None),
+        ("?", None),
+    ],
+)
+def test_name_token_hint(pattern: str, hint: tuple[str, bool] | None) -> None:
+    assert name_token_hint(pattern) == hint
+
+
+# --- superset: UID lists -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "values"),
+    [
+        ("1.2\\1.3", ("1.2", "1.3")),
+        ("1.2,1.3", ("1.2", "1.3")),
+        ("1.2\\1.3,1.4", ("1.2", "1.3", "1.4")),
+        ("1.2\\1.2", ("1.2",)),
+        ("1.2, 1.3", ("1.2", "1.3")),
+    ],
+)
+@pytest.mark.parametrize("keyword", ["StudyInstanceUID", "SeriesInstanceUID", "SOPClassUID"])
+def test_uid_lists(keyword: str, value: str, values: tuple[str, ...]) -> None:
+    condition = one(Level.INSTANCE, keyword, value)
+    assert (condition.kind, condition.values) == (MatchKind.UID_LIST, values)
+
+
+@pytest.mark.parametrize("value", ["1.2\\", "\\1.2", "1.2,,1.3", ","])
+def test_uid_list_with_an_empty_item(value: str) -> None:
+    bad(Level.INSTANCE, [("SOPInstanceUID", value)], "empty item")
+
+
+def test_uid_list_matching() -> None:
+    condition = one(Level.INSTANCE, "SOPClassUID", "1.2.3,1.2.4")
+    assert matches(condition, {"00080016": {"vr": "UI", "Value": ["1.2.4"]}})
+    assert not matches(condition, {"00080016": {"vr": "UI", "Value": ["1.2.5"]}})
+    assert not matches(condition, {})
+
+
+@pytest.mark.parametrize("value", ["CT,MR", "CT\\MR", "CT, MR"])
+def test_modalities_in_study_takes_a_list(value: str) -> None:
+    condition = one(Level.STUDY, "ModalitiesInStudy", value)
+    assert (condition.kind, condition.values, condition.level) == (
+        MatchKind.UID_LIST, ("CT", "MR"), Level.STUDY,
+    )  # fmt: skip
+    assert matches(condition, {"00080061": {"vr": "CS", "Value": ["MR", "SR"]}})
+    assert not matches(condition, {"00080061": {"vr": "CS", "Value": ["US"]}})
+
+
+def test_modalities_in_study_single_value_and_wildcard() -> None:
+    stored = {"00080061": {"vr": "CS", "Value": ["CT", "PT"]}}
+    assert matches(one(Level.STUDY, "ModalitiesInStudy", "PT"), stored)
+    assert matches(one(Level.STUDY, "ModalitiesInStudy", "P?"), stored)
+    assert not matches(one(Level.STUDY, "ModalitiesInStudy", "MR"), stored)
+
+
+def test_other_text_keys_keep_a_backslash_literal() -> None:
+    condition = one(Level.SERIES, "Modality", "CT\\MR")
+    assert condition.kind is MatchKind.EXACT and condition.value == "CT\\MR"
+
+
+# --- superset: DA, TM and DT ranges on any attribute ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high"),
+    [
+        ("19700101-19801231", "19700101", "19801231"),
+        ("-19800101", None, "19800101"),
+        ("19700101-", "19700101", None),
+    ],
+)
+def test_date_ranges_on_any_date(value: str, low: str | None, high: str | None) -> None:
+    condition = one(Level.STUDY, "PatientBirthDate", value)
+    assert (condition.kind, condition.low, condition.high) == (MatchKind.RANGE, low, high)
+
+
+def test_other_dates_match_like_study_date() -> None:
+    birth = "00100030"
+    single = one(Level.STUDY, "PatientBirthDate", "19700101")
+    assert single.kind is MatchKind.EXACT
+    assert matches(single, {birth: {"vr": "DA", "Value": ["19700101"]}})
+    ranged = one(Level.INSTANCE, "AcquisitionDate", "20240101-20240131")
+    assert matches(ranged, {"00080022": {"vr": "DA", "Value": ["20240115"]}})
+    assert not matches(ranged, {"00080022": {"vr": "DA", "Value": ["20240201"]}})
+    bad(Level.STUDY, [("PatientBirthDate", "19701301")], "invalid PatientBirthDate date")
+    bad(Level.SERIES, [("SeriesDate", "20240102-20240101")], "invalid SeriesDate range")
+
+
+@pytest.mark.parametrize(
+    ("text", "bounds"),
+    [
+        ("10", ("100000.000000", "105959.999999")),
+        ("1015", ("101500.000000", "101559.999999")),
+        ("101500", ("101500.000000", "101500.999999")),
+        ("101500.1", ("101500.100000", "101500.199999")),
+        ("101500.123456", ("101500.123456", "101500.123456")),
+        ("235960", ("235960.000000", "235960.999999")),  # leap second
+        ("24", None),
+        ("1060", None),
+        ("101", None),
+        ("101500.", None),
+        ("101500.1234567", None),
+        ("10:15", None),
+        ("", None),
+    ],
+)
+def test_time_bounds(text: str, bounds: tuple[str, str] | None) -> None:
+    assert time_bounds(text) == bounds
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high"),
+    [
+        ("10", "100000.000000", "105959.999999"),
+        ("0800-1200", "080000.000000", "120059.999999"),
+        ("-1015", None, "101559.999999"),
+        ("1015-", "101500.000000", None),
+        ("1030-10", "103000.000000", "105959.999999"),
+        ("101500.123-101500.124", "101500.123000", "101500.124999"),
+    ],
+)
+def test_time_conditions(value: str, low: str | None, high: str | None) -> None:
+    condition = one(Level.STUDY, "StudyTime", value)
+    assert (condition.kind, condition.low, condition.high) == (MatchKind.RANGE, low, high)
+
+
+@pytest.mark.parametrize("value", ["2300-0100", "25", "10-11-12", "-", "ab", "10 "])
+def test_invalid_times(value: str) -> None:
+    bad(Level.STUDY, [("StudyTime", value)], "invalid StudyTime")
+
+
+def test_time_range_across_midnight_is_refused() -> None:
+    bad(Level.STUDY, [("StudyTime", "2300-0100")], "cannot cross midnight")
+
+
+@pytest.mark.parametrize(
+    ("value", "stored", "expected"),
+    [
+        ("10", "101530", True),
+        ("10", "1059", True),
+        ("10", "110000", False),
+        ("10", "09", False),
+        ("1015", "10:15:30", True),  # ACR-NEMA separators in stored values
+        ("101500", "101500.75", True),
+        ("101500.7", "101500.75", True),
+        ("101500.7", "101500.8", False),
+        ("0800-1200", "120059.5", True),
+        ("0800-1200", "1201", False),
+        ("0800-1200", "08", True),  # a stored value counts as its earliest instant
+        ("-0800", "075959.999999", True),
+        ("1200-", "235959", True),
+        ("10", "junk", False),
+        ("10", "", False),
+    ],
+)
+def test_time_matching(value: str, stored: str, expected: bool) -> None:
+    condition = one(Level.STUDY, "StudyTime", value)
+    assert matches(condition, {"00080030": {"vr": "TM", "Value": [stored]}}) is expected
+
+
+@pytest.mark.parametrize(
+    ("text", "bounds"),
+    [
+        ("2024", ("20240101000000.000000", "20241231235959.999999")),
+        ("202402", ("20240201000000.000000", "20240229235959.999999")),
+        ("20230228", ("20230228000000.000000", "20230228235959.999999")),
+        ("2024010112", ("20240101120000.000000", "20240101125959.999999")),
+        ("20240101123456.5", ("20240101123456.500000", "20240101123456.599999")),
+        ("20240101120000+0100", ("20240101110000.000000", "20240101110000.999999")),
+        ("20240101003000-0130", ("20240101020000.000000", "20240101020000.999999")),
+        ("2024+0100", ("20231231230000.000000", "20241231225959.999999")),
+        ("20241301", None),
+        ("20240230", None),
+        ("202401011", None),
+        ("20240101+1500", None),
+        ("20240101+0160", None),
+        ("0000", None),
+        ("2024-01-01", None),
+    ],
+)
+def test_datetime_bounds(text: str, bounds: tuple[str, str] | None) -> None:
+    assert datetime_bounds(text) == bounds
+
+
+@pytest.mark.parametrize(
+    ("value", "low", "high"),
+    [
+        ("20240101", "20240101000000.000000", "20240101235959.999999"),
+        ("20240101-20240131", "20240101000000.000000", "20240131235959.999999"),
+        ("2024-2025", "20240101000000.000000", "20251231235959.999999"),
+        ("-20240101", None, "20240101235959.999999"),
+        ("20240101-", "20240101000000.000000", None),
+        # A '-' that cannot end a valid range starts a UTC offset.
+        ("20240101120000-0500", "20240101170000.000000", "20240101170000.999999"),
+        ("20240101120000-0500-", "20240101170000.000000", None),
+        (
+            "20240101000000+0100-20240101000000-0100",
+            "20231231230000.000000",
+            "20240101010000.999999",
+        ),
+    ],
+)
+def test_datetime_conditions(value: str, low: str | None, high: str | None) -> None:
+    condition = one(Level.INSTANCE, "AcquisitionDateTime", value)
+    assert (condition.kind, condition.low, condition.high) == (MatchKind.RANGE, low, high)
+
+
+@pytest.mark.parametrize("value", ["20240102-20240101", "2024013", "-", "20241301-", "x"])
+def test_invalid_datetimes(value: str) -> None:
+    bad(Level.INSTANCE, [("AcquisitionDateTime", value)], "invalid AcquisitionDateTime")
+
+
+@pytest.mark.parametrize(
+    ("value", "stored", "expected"),
+    [
+        ("202401", "20240115103000", True),
+        ("202401", "20240201", False),
+        ("20240101-20240131", "20240131235959.999", True),
+        ("-2023", "20240101003000+0100", True),  # 2023-12-31 23:30 UTC
+        ("2024", "20240101003000+0100", False),
+        ("20240101120000-0500", "20240101170000", True),  # stored without offset: UTC
+        ("20240101", "garbage", False),
+    ],
+)
+def test_datetime_matching(value: str, stored: str, expected: bool) -> None:
+    condition = one(Level.INSTANCE, "AcquisitionDateTime", value)
+    assert matches(condition, {"0008002A": {"vr": "DT", "Value": [stored]}}) is expected
+
+
+# --- superset: numbers -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("keyword", "vr", "value", "stored", "expected"),
+    [
+        ("InstanceNumber", "IS", "7", 7, True),
+        ("InstanceNumber", "IS", "+007", 7, True),
+        ("InstanceNumber", "IS", "7", "7", True),  # IS kept as text in JSON
+        ("InstanceNumber", "IS", "7", 8, False),
+        ("InstanceNumber", "IS", "-1", -1, True),
+        ("SliceThickness", "DS", "1.50", 1.5, True),
+        ("SliceThickness", "DS", "2", 2.0, True),
+        ("SliceThickness", "DS", "1e1", 10, True),
+        ("SliceThickness", "DS", "1.5", "n/a", False),
+        ("Rows", "US", "512", 512, True),
+        ("Rows", "US", "512", 256, False),
+        ("PixelPaddingValue", "US", "5", 5, True),
+    ],
+)
+def test_numbers_compare_as_numbers(
+    keyword: str, vr: str, value: str, stored: object, expected: bool
+) -> None:
+    condition = one(Level.INSTANCE, keyword, value)
+    assert condition.kind is MatchKind.EXACT and condition.vr == vr
+    tag = attributes.tag_of(keyword)
+    assert matches(condition, {tag: {"vr": vr, "Value": [stored]}}) is expected
+    assert not matches(condition, {})
+
+
+@pytest.mark.parametrize(
+    ("keyword", "value"),
+    [
+        ("InstanceNumber", "1.5"),
+        ("InstanceNumber", "seven"),
+        ("InstanceNumber", "1-2"),
+        ("SliceThickness", "nan"),
+        ("SliceThickness", "1,5"),
+        ("Rows", "0x10"),
+    ],
+)
+def test_invalid_numbers(keyword: str, value: str) -> None:
+    bad(Level.INSTANCE, [(keyword, value)], f"invalid {keyword}")
+
+
+# --- computed attributes and matched keys in the projection -------------------------------
+
+COMPUTED_RESULT: DicomJson = {
+    **FULL,
+    "00080061": element("CS", "CT"),
+    "00080062": element("UI", "1.2.840.10008.5.1.4.1.1.2"),
+    "00201206": element("IS", 1),
+    "00201208": element("IS", 2),
+    "00201209": element("IS", 2),
+}
+COMPUTED_TAGS = {"00080061", "00080062", "00201206", "00201208", "00201209"}
+
+
+@pytest.mark.parametrize("level", list(Level))
+def test_computed_attributes_are_not_returned_by_default_nor_with_all(level: Level) -> None:
+    assert not COMPUTED_TAGS & set(attributes.project(COMPUTED_RESULT, SearchQuery(level)))
+    everything = attributes.project(COMPUTED_RESULT, SearchQuery(level, include_all=True))
+    assert not COMPUTED_TAGS & set(everything)
+
+
+def test_computed_attributes_are_returned_when_named() -> None:
+    query = parse_search(
+        Level.STUDY, [("includefield", "ModalitiesInStudy,NumberOfStudyRelatedInstances")]
+    )
+    assert {"00080061", "00201208"} <= set(attributes.project(COMPUTED_RESULT, query))
+    assert attributes.computed_tags(query) == frozenset({"00080061", "00201208"})
+    instance = parse_search(Level.INSTANCE, [("includefield", "all,00201209")])
+    projected = attributes.project(COMPUTED_RESULT, instance)
+    assert "00201209" in projected and "00080061" not in projected
+
+
+def test_computed_attributes_are_returned_when_matched_at_the_level() -> None:
+    study = parse_search(Level.STUDY, [("ModalitiesInStudy", "CT")])
+    assert "00080061" in attributes.project(COMPUTED_RESULT, study)
+    assert attributes.computed_tags(study) == frozenset({"00080061"})
+    series = parse_search(Level.SERIES, [("ModalitiesInStudy", "CT")])
+    assert "00080061" not in attributes.project(COMPUTED_RESULT, series)
+    assert attributes.computed_tags(series) == frozenset({"00080061"})  # needed to match
+
+
+def test_series_count_is_not_computed_for_studies() -> None:
+    query = parse_search(Level.STUDY, [("includefield", "NumberOfSeriesRelatedInstances")])
+    assert attributes.computed_tags(query) == frozenset()
+
+
+def test_matched_keys_of_the_level_are_returned() -> None:
+    study = parse_search(Level.STUDY, [("StudyDescription", "Ch*")])
+    assert "00081030" in attributes.project(FULL, study)
+    instance = parse_search(Level.INSTANCE, [("SliceThickness", "1.5"), ("PatientID", "PID1")])
+    projected = attributes.project(FULL, instance)
+    assert "00180050" in projected
+    assert "00100020" not in projected  # a parent level's key, as Google: not returned
+
+
+def test_level_of() -> None:
+    assert attributes.level_of("00100020") is Level.STUDY
+    assert attributes.level_of("00080061") is Level.STUDY
+    assert attributes.level_of("0008103E") is Level.SERIES
+    assert attributes.level_of("00201209") is Level.SERIES
+    assert attributes.level_of("00080016") is Level.INSTANCE
+    assert attributes.level_of("00091001") is Level.INSTANCE
