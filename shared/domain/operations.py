@@ -13,6 +13,9 @@ API_DELETE_STUDY = "google.cloud.healthcare.v1.dicomweb.DicomWebService.DeleteSt
 API_DELETE_SERIES = "google.cloud.healthcare.v1.dicomweb.DicomWebService.DeleteSeries"
 API_IMPORT = "google.cloud.healthcare.v1.dicom.DicomService.ImportDicomData"
 API_EXPORT = "google.cloud.healthcare.v1.dicom.DicomService.ExportDicomData"
+API_SET_BLOB_STORAGE = (
+    "google.cloud.healthcare.v1.storageinfo.StorageInfoService.SetBlobStorageSettings"
+)
 API_EXPORT_BQ = "google.cloud.healthcare.v1.dicom.DicomService.ExportDicomData_bq"
 
 CANCELLED_CODE = 1

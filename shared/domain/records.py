@@ -12,6 +12,17 @@ DicomJson = dict[str, Any]
 
 
 @dataclass(frozen=True)
+class Metrics:
+    """Counts and sizes of the ACTIVE instances of a store, study or series."""
+
+    study_count: int = 0
+    series_count: int = 0
+    instance_count: int = 0
+    structured_bytes: int = 0
+    blob_bytes: int = 0
+
+
+@dataclass(frozen=True)
 class FrameSpan:
     """Where one frame's bytes lie in the stored Part-10 blob (absolute byte offsets).
 
@@ -62,6 +73,7 @@ class InstanceRecord:
     size: int
     crc32c: str
     storage_class: str = "STANDARD"
+    storage_class_time: str = ""
     number_of_frames: int = 0
     frames: list[list[FrameSpan]] = field(default_factory=list)
     study: DicomJson = field(default_factory=dict)

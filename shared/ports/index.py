@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
-from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
+from shared.domain.records import DicomJson, InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import SearchQuery
 
 
@@ -74,6 +74,18 @@ class Index(Protocol):
         self, store_id: str, study: str, series: str | None = None
     ) -> list[InstanceRecord]:
         """Hide the study/series at once (state DELETING); returns the rows to purge."""
+        ...
+
+    def metrics(
+        self, store_id: str, study: str | None = None, series: str | None = None
+    ) -> Metrics:
+        """Counts and byte sizes of ACTIVE instances in the store, a study or a series."""
+        ...
+
+    def set_storage_class(
+        self, store_id: str, keys: list[tuple[str, str, str]], storage_class: str, when: str
+    ) -> int:
+        """Record a new storage class (and its update time) on these instances; returns count."""
         ...
 
     def remove_instances(self, store_id: str, keys: list[tuple[str, str, str]]) -> int:

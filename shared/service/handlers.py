@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.errors import InvalidArgument
 from shared.ports.queue import ENVELOPE_VERSION, Message
-from shared.service import delete
+from shared.service import delete, storage
 from shared.service.context import Services
 
 logger = logging.getLogger(__name__)
@@ -17,6 +17,7 @@ TaskHandler = Callable[[Services, dict[str, Any]], None]
 
 HANDLERS: dict[str, TaskHandler] = {
     delete.PURGE_TASK: delete.handle_purge,
+    storage.STORAGE_CLASS_TASK: storage.handle_set_storage_class,
 }
 
 

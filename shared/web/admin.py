@@ -9,7 +9,7 @@ from flask import Response
 
 from shared.domain.identifiers import DatasetName, StoreName
 from shared.errors import InvalidArgument, NotFound, PayloadTooLarge
-from shared.service import stores
+from shared.service import storage, stores
 from shared.web import responses
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ def stores_collection(call: Call, dataset: DatasetName) -> Response:
 
     only(call, "GET", "POST")
     if call.method == "POST":
-        body = _json_body(call)
+        body = json_body(call)
         record = stores.create_store(
             call.services, dataset, call.request.args.get("dicomStoreId"), body
         )
@@ -43,12 +43,21 @@ def stores_collection(call: Call, dataset: DatasetName) -> Response:
 def store_resource(call: Call, name: StoreName, verb: str) -> Response:
     from shared.web.app import only
 
+    if verb == "getDICOMStoreMetrics":
+        only(call, "GET")
+        record = stores.get_store(call.services, name)
+        return responses.json_response(storage.store_metrics(call.services, record))
+    if verb == "setBlobStorageSettings":
+        only(call, "POST")
+        record = stores.get_store(call.services, name)
+        operation = storage.start_set_storage_class(call.services, record, json_body(call))
+        return responses.json_response({"name": operation.name})
     if verb:
         raise NotFound(f"unknown method :{verb} on a DICOM store")
     only(call, "GET", "DELETE", "PATCH")
     if call.method == "PATCH":
         update_mask = call.request.args.get("updateMask")
-        record = stores.patch_store(call.services, name, update_mask, _json_body(call))
+        record = stores.patch_store(call.services, name, update_mask, json_body(call))
         return responses.json_response(record.to_json())
     if call.method == "DELETE":
         stores.delete_store(call.services, name)
@@ -88,7 +97,7 @@ def operations(call: Call, dataset: DatasetName, tail: list[str]) -> Response:
     return responses.json_response(store.get(name).to_json())
 
 
-def _json_body(call: Call) -> dict[str, Any]:
+def json_body(call: Call) -> dict[str, Any]:
     """The JSON object of a control-plane request, bounded like Google (10 MB)."""
     length = call.request.content_length or 0
     if length > MAX_REQUEST_BYTES:

@@ -12,8 +12,9 @@ import pytest
 
 from shared.adapters.local.sqlite_index import SqliteIndex
 from shared.dicom import attributes
-from shared.dicom.query import parse_search
-from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, StoreRecord
+from shared.dicom.attributes import SERIES_UID, SOP_UID, STUDY_UID
+from shared.dicom.query import dictionary_vr, matches_all, parse_search
+from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import Condition, Level, MatchKind, SearchQuery
 from shared.errors import AlreadyExists, InvalidArgument, NotFound
 from shared.ports.index import Index
@@ -57,9 +58,11 @@ def make(
     number: int = 1,
     crc32c: str = "AAAAAA==",
     store_id: str = STORE_ID,
+    extra: DicomJson | None = None,
 ) -> InstanceRecord:
     """A record whose DICOM JSON is built by hand, split into levels as the service does."""
     metadata: DicomJson = {
+        **(extra or {}),
         "00080005": el("CS", "ISO_IR 192"),
         "00080016": el("UI", CT_IMAGE),
         "00080018": el("UI", sop),
@@ -96,6 +99,16 @@ def make(
     )
 
 
+def details(**keywords: Any) -> DicomJson:
+    """Elements by keyword, each with its dictionary VR (PN values become Alphabetic)."""
+    found: DicomJson = {}
+    for keyword, value in keywords.items():
+        tag = attributes.tag_of(keyword)
+        vr = dictionary_vr(tag)
+        found[tag] = name(value) if vr == "PN" else el(vr, value)
+    return found
+
+
 def search(index: Index, level: Level, *params: tuple[str, str], **scope: str) -> list[DicomJson]:
     return index.search(STORE_ID, parse_search(level, list(params), **scope))
 
@@ -119,10 +132,29 @@ def sops_of(results: list[DicomJson]) -> list[str]:
 @pytest.fixture
 def loaded(index: Index) -> Index:
     """Three studies: two patients, two dates, several series and modalities."""
+    chest = {"StudyDescription": "Chest CT", "StudyTime": "101500", "PatientBirthDate": "19700101"}
     rows = [
-        make("1.1", "1.1.1", "1.1.1.1", number=2),
-        make("1.1", "1.1.1", "1.1.1.2", number=1),
-        make("1.1", "1.1.2", "1.1.2.1", modality="MR"),
+        make(
+            "1.1", "1.1.1", "1.1.1.1", number=2,
+            extra=details(
+                **chest, SeriesDescription="Axial", ContentTime="101502", SliceThickness=1.5,
+                AcquisitionDateTime="20240115101502+0100",
+            ),
+        ),
+        make(
+            "1.1", "1.1.1", "1.1.1.2", number=1,
+            extra=details(
+                **chest, SeriesDescription="Axial", ContentTime="101501.5", SliceThickness=2.5,
+                AcquisitionDateTime="20240115101501.5+0100",
+            ),
+        ),
+        make(
+            "1.1", "1.1.2", "1.1.2.1", modality="MR",
+            extra=details(
+                **chest, SeriesDescription="Sagittal T2", ContentTime="102000",
+                AcquisitionDateTime="20240115102000+0100",
+            ),
+        ),
         make(
             "1.2",
             "1.2.1",
@@ -133,9 +165,20 @@ def loaded(index: Index) -> Index:
             referring="House^Gregory",
             study_date="20230601",
             modality="MR",
+            extra=details(
+                StudyDescription="Brain MR", StudyTime="2345", PatientBirthDate="19851231",
+                SeriesDescription="axial T1", ContentTime="234600",
+                AcquisitionDateTime="20230601234600",
+            ),
         ),
-        make("1.3", "1.3.1", "1.3.1.1", study_date="20241231", accession="ACC-3"),
-    ]
+        make(
+            "1.3", "1.3.1", "1.3.1.1", study_date="20241231", accession="ACC-3",
+            extra=details(
+                StudyDescription="chest follow-up", StudyTime="08", PatientBirthDate="19700101",
+                SeriesDescription="Axial", AcquisitionDateTime="20241231",
+            ),
+        ),
+    ]  # fmt: skip
     for row in rows:
         index.add_instance(row)
     return index
@@ -341,7 +384,46 @@ STUDY_KEY_CASES = [
     (("StudyDate", "20230601-20230601"), ["1.2"]),
     (("0020000D", "1.3"), ["1.3"]),
     (("PatientID", ""), ["1.1", "1.2", "1.3"]),
-    (("PatientID", "PID-*"), []),
+    # Superset: Google compares '*' literally (this case used to expect []); wild cards now.
+    (("PatientID", "PID-*"), ["1.1", "1.2", "1.3"]),
+    (("PatientID", "PID-?"), ["1.1", "1.2", "1.3"]),
+    (("PatientID", "*-2"), ["1.2"]),
+    (("PatientID", "P?D-1"), ["1.1", "1.3"]),
+    (("PatientID", "pid-*"), []),
+    (("PatientID", "*"), ["1.1", "1.2", "1.3"]),
+    (("AccessionNumber", "ACC-?"), ["1.1", "1.2", "1.3"]),
+    (("AccessionNumber", "*3"), ["1.3"]),
+    (("PatientName", "doe*"), ["1.1", "1.3"]),
+    (("PatientName", "*JOSÉ"), ["1.2"]),
+    (("PatientName", "*jose"), []),
+    (("PatientName", "*o*"), ["1.1", "1.2", "1.3"]),
+    (("PatientName", "?arc*"), ["1.2"]),
+    (("PatientName", "Doe^J?hn"), ["1.1", "1.3"]),
+    (("ReferringPhysicianName", "house*"), ["1.2"]),
+    (("StudyInstanceUID", "1.1\\1.3"), ["1.1", "1.3"]),
+    (("StudyInstanceUID", "1.3,9.9"), ["1.3"]),
+    (("StudyInstanceUID", "1.*"), []),
+    (("StudyDate", "20230601-20230601"), ["1.2"]),
+    (("StudyDescription", "Chest*"), ["1.1"]),
+    (("StudyDescription", "*est*"), ["1.1", "1.3"]),
+    (("StudyDescription", "Brain MR"), ["1.2"]),
+    (("StudyTime", "10"), ["1.1"]),
+    (("StudyTime", "0800-1100"), ["1.1", "1.3"]),
+    (("StudyTime", "2300-"), ["1.2"]),
+    (("StudyTime", "-0859"), ["1.3"]),
+    (("PatientBirthDate", "19700101"), ["1.1", "1.3"]),
+    (("PatientBirthDate", "19800101-"), ["1.2"]),
+    (("ModalitiesInStudy", "MR"), ["1.1", "1.2"]),
+    (("ModalitiesInStudy", "CT"), ["1.1", "1.3"]),
+    (("ModalitiesInStudy", "CT,MR"), ["1.1", "1.2", "1.3"]),
+    (("ModalitiesInStudy", "US\\CT"), ["1.1", "1.3"]),
+    (("ModalitiesInStudy", "M?"), ["1.1", "1.2"]),
+    (("ModalitiesInStudy", "C*"), ["1.1", "1.3"]),
+    (("ModalitiesInStudy", "*R"), ["1.1", "1.2"]),
+    (("ModalitiesInStudy", "US"), []),
+    (("NumberOfStudyRelatedInstances", "3"), ["1.1"]),
+    (("NumberOfStudyRelatedSeries", "1"), ["1.2", "1.3"]),
+    (("SOPClassesInStudy", CT_IMAGE), ["1.1", "1.2", "1.3"]),
 ]
 
 
@@ -375,6 +457,14 @@ def test_conditions_are_anded(loaded: Index) -> None:
         (("Modality", "mr"), []),
         (("SeriesInstanceUID", "1.2.1"), ["1.2.1"]),
         (("0020000E", "1.1.1"), ["1.1.1"]),
+        (("SeriesInstanceUID", "1.1.2\\1.2.1"), ["1.1.2", "1.2.1"]),
+        (("Modality", "M*"), ["1.1.2", "1.2.1"]),
+        (("Modality", "?T"), ["1.1.1", "1.3.1"]),
+        (("SeriesDescription", "Axial"), ["1.1.1", "1.3.1"]),
+        (("SeriesDescription", "*xial*"), ["1.1.1", "1.2.1", "1.3.1"]),
+        (("SeriesDescription", "*T?"), ["1.1.2", "1.2.1"]),
+        (("NumberOfSeriesRelatedInstances", "2"), ["1.1.1"]),
+        (("ModalitiesInStudy", "MR"), ["1.1.1", "1.1.2", "1.2.1"]),
     ],
 )
 def test_series_search_by_key(loaded: Index, param: tuple[str, str], expected: list[str]) -> None:
@@ -389,6 +479,46 @@ def test_instance_search_by_series_keys_and_sop(loaded: Index) -> None:
     assert search(loaded, Level.INSTANCE, ("SOPInstanceUID", "1.3.1")) == []
 
 
+ALL_SOPS = ["1.1.1.2", "1.1.1.1", "1.1.2.1", "1.2.1.1", "1.3.1.1"]
+
+
+@pytest.mark.parametrize(
+    ("param", "expected"),
+    [
+        (("SOPClassUID", CT_IMAGE), ALL_SOPS),
+        (("SOPClassUID", "1.2.3"), []),
+        (("SOPClassUID", f"1.2.3,{CT_IMAGE}"), ALL_SOPS),
+        (("SOPInstanceUID", "1.1.1.1\\1.3.1.1"), ["1.1.1.1", "1.3.1.1"]),
+        (("InstanceNumber", "2"), ["1.1.1.1"]),
+        (("InstanceNumber", "+01"), ["1.1.1.2", "1.1.2.1", "1.2.1.1", "1.3.1.1"]),
+        (("Rows", "4"), ALL_SOPS),
+        (("SliceThickness", "1.50"), ["1.1.1.1"]),
+        (("ContentTime", "1015"), ["1.1.1.2", "1.1.1.1"]),
+        (("ContentTime", "101501.5-1020"), ["1.1.1.2", "1.1.1.1", "1.1.2.1"]),
+        (("AcquisitionDateTime", "20240115091500-20240115092000"), ALL_SOPS[:3]),
+        (("AcquisitionDateTime", "2024"), ["1.1.1.2", "1.1.1.1", "1.1.2.1", "1.3.1.1"]),
+        (("AcquisitionDateTime", "-2023"), ["1.2.1.1"]),
+        (("SeriesDescription", "Sag*"), ["1.1.2.1"]),
+        (("ModalitiesInStudy", "CT"), ["1.1.1.2", "1.1.1.1", "1.1.2.1", "1.3.1.1"]),
+    ],
+)  # fmt: skip
+def test_instance_search_by_any_attribute(
+    loaded: Index, param: tuple[str, str], expected: list[str]
+) -> None:
+    assert sops_of(search(loaded, Level.INSTANCE, param)) == expected
+
+
+def test_any_attribute_keys_are_anded_with_pushed_ones(loaded: Index) -> None:
+    found = search(loaded, Level.INSTANCE, ("SeriesDescription", "Axial"), ("PatientID", "PID-1"))
+    assert sops_of(found) == ["1.1.1.2", "1.1.1.1", "1.3.1.1"]
+    scoped = search(
+        loaded, Level.INSTANCE, ("ContentTime", "10"), study_uid="1.1", series_uid="1.1.2"
+    )
+    assert sops_of(scoped) == ["1.1.2.1"]
+    studies = search(loaded, Level.STUDY, ("ModalitiesInStudy", "MR"), ("StudyDescription", "*CT"))
+    assert studies_of(studies) == ["1.1"]
+
+
 @pytest.mark.parametrize(
     ("query", "expected"),
     [
@@ -400,6 +530,11 @@ def test_instance_search_by_series_keys_and_sop(loaded: Index) -> None:
         ("jose", ["1.2"]),
         ("josé", ["1.2"]),
         ("zz gar", ["1.2"]),
+        ("*oe", ["1.1", "1.3"]),
+        ("j?hn", ["1.1", "1.3"]),
+        ("*os*", ["1.2"]),
+        ("zz *rcia", ["1.2"]),
+        ("*x", []),
     ],
 )
 def test_fuzzy_patient_name(loaded: Index, query: str, expected: list[str]) -> None:
@@ -430,16 +565,96 @@ def test_search_of_an_unknown_store_is_empty(loaded: Index) -> None:
     assert loaded.search("nope", parse_search(Level.STUDY, [])) == []
 
 
+# --- computed attributes -----------------------------------------------------------------
+
+MODALITIES, SOP_CLASSES = "00080061", "00080062"
+STUDY_SERIES, STUDY_INSTANCES, SERIES_INSTANCES = "00201206", "00201208", "00201209"
+STUDY_FIGURES = "ModalitiesInStudy,SOPClassesInStudy,NumberOfStudyRelatedSeries,00201208"
+
+
+def figures(result: DicomJson, *tags: str) -> list[Any]:
+    return [result[tag].get("Value") for tag in tags]
+
+
+def test_computed_study_attributes_on_request(loaded: Index) -> None:
+    results = search(loaded, Level.STUDY, ("includefield", STUDY_FIGURES))
+    tags = (MODALITIES, SOP_CLASSES, STUDY_SERIES, STUDY_INSTANCES)
+    assert [figures(result, *tags) for result in results] == [
+        [["CT", "MR"], [CT_IMAGE], [2], [3]],
+        [["MR"], [CT_IMAGE], [1], [1]],
+        [["CT"], [CT_IMAGE], [1], [1]],
+    ]
+    assert all(result[MODALITIES]["vr"] == "CS" for result in results)
+    assert all(result[STUDY_INSTANCES]["vr"] == "IS" for result in results)
+
+
+def test_computed_series_attributes_on_request(loaded: Index) -> None:
+    fields = ("includefield", "NumberOfSeriesRelatedInstances,NumberOfStudyRelatedInstances")
+    results = search(loaded, Level.SERIES, fields)
+    counts = [figures(result, SERIES_INSTANCES, STUDY_INSTANCES) for result in results]
+    assert counts == [[[2], [3]], [[1], [3]], [[1], [1]], [[1], [1]]]
+    instances = search(loaded, Level.INSTANCE, ("includefield", "00201209,ModalitiesInStudy"))
+    assert figures(instances[0], SERIES_INSTANCES, MODALITIES) == [[2], ["CT", "MR"]]
+
+
+def test_computed_attributes_only_when_named_or_matched(loaded: Index) -> None:
+    computed = {MODALITIES, SOP_CLASSES, STUDY_SERIES, STUDY_INSTANCES, SERIES_INSTANCES}
+    for level in Level:
+        for result in search(loaded, level) + search(loaded, level, ("includefield", "all")):
+            assert not computed & set(result)
+    matched = search(loaded, Level.STUDY, ("ModalitiesInStudy", "CT"))
+    assert [figures(result, MODALITIES) for result in matched] == [[["CT", "MR"]], [["CT"]]]
+    studies = search(loaded, Level.STUDY, ("includefield", "NumberOfSeriesRelatedInstances"))
+    assert SERIES_INSTANCES not in studies[0]  # not an attribute of a study
+
+
+def test_computed_attributes_follow_deletes(loaded: Index) -> None:
+    loaded.mark_deleting(STORE_ID, "1.1", "1.1.1")
+    first = search(loaded, Level.STUDY, ("includefield", STUDY_FIGURES))[0]
+    assert figures(first, MODALITIES, STUDY_SERIES, STUDY_INSTANCES) == [["MR"], [1], [1]]
+    assert studies_of(search(loaded, Level.STUDY, ("ModalitiesInStudy", "CT"))) == ["1.3"]
+    assert studies_of(search(loaded, Level.STUDY, ("ModalitiesInStudy", "?T"))) == ["1.3"]
+    loaded.remove_instances(STORE_ID, [("1.1", "1.1.2", "1.1.2.1")])
+    assert studies_of(search(loaded, Level.STUDY, ("ModalitiesInStudy", "MR"))) == ["1.2"]
+
+
+def test_study_without_modality_has_an_empty_modalities_element(index: Index) -> None:
+    index.add_instance(make("5.1", "5.1.1", "5.1.1.1", modality=""))
+    result = search(index, Level.STUDY, ("includefield", "ModalitiesInStudy"))[0]
+    assert result[MODALITIES] == {"vr": "CS"}
+    assert search(index, Level.STUDY, ("ModalitiesInStudy", "?*")) == []
+
+
+def test_computed_attributes_across_many_studies(many: Index) -> None:
+    fields = ("includefield", "ModalitiesInStudy,NumberOfStudyRelatedInstances")
+    results = search(many, Level.STUDY, fields, ("limit", "5000"))
+    assert len(results) == 30
+    for result in results:
+        study = int(value(result, STUDY_UID).split(".")[1])
+        assert result[MODALITIES]["Value"] == (["CT", "PT"] if study % 5 == 0 else ["CT", "MR"])
+        assert result[STUDY_INSTANCES]["Value"] == [6]
+
+
 # --- paging ------------------------------------------------------------------------------
 
 
 @pytest.fixture
 def many(index: Index) -> Index:
-    """30 studies x 2 series x 3 instances, UIDs chosen so string order differs from numeric."""
+    """30 studies x 2 series x 3 instances, UIDs chosen so string order differs from numeric.
+
+    Series 0 is CT, series 1 is MR (PT in every fifth study); descriptions, series numbers and
+    content times vary so that keys matched in process select scattered rows.
+    """
     for study in range(30):
         for series in range(2):
             for number in (3, 1, 2):
                 sop = f"2.{study}.{series}.{number}"
+                extra = details(
+                    StudyDescription=f"Study {study % 4}",
+                    SeriesDescription=f"Series {series}",
+                    SeriesNumber=series + 1,
+                    ContentTime=f"1{number}0000",
+                )
                 index.add_instance(
                     make(
                         f"2.{study}",
@@ -447,7 +662,8 @@ def many(index: Index) -> Index:
                         sop,
                         number=number,
                         patient_id=f"P{study % 3}",
-                        modality="MR" if series else "CT",
+                        modality=("PT" if study % 5 == 0 else "MR") if series else "CT",
+                        extra=extra,
                     )
                 )
     return index
@@ -520,6 +736,48 @@ def test_paging_with_conditions_matched_in_process(
         return many.search(STORE_ID, paged)
 
     assert [sop for page in pages(fetch, size) for sop in sops_of(page)] == whole
+
+
+IN_PROCESS_PAGING = [
+    # (level, params, expected count): each has at least one key `matches` decides.
+    (Level.STUDY, [("StudyDescription", "*y 1")], 8),
+    (Level.STUDY, [("PatientID", "*1")], 10),
+    (Level.STUDY, [("PatientID", "P?"), ("StudyDescription", "Study ?")], 30),
+    (Level.STUDY, [("ModalitiesInStudy", "*R"), ("StudyDescription", "*2")], 6),
+    (Level.STUDY, [("PatientName", "*oe*"), ("NumberOfStudyRelatedSeries", "2")], 30),
+    (Level.SERIES, [("SeriesNumber", "2")], 30),
+    (Level.SERIES, [("SeriesDescription", "*1"), ("PatientID", "*0")], 10),
+    (Level.SERIES, [("NumberOfSeriesRelatedInstances", "3"), ("Modality", "?T")], 36),
+    (Level.SERIES, [("ModalitiesInStudy", "PT"), ("SeriesNumber", "1")], 6),
+    (Level.INSTANCE, [("ContentTime", "12")], 60),
+    (Level.INSTANCE, [("InstanceNumber", "2"), ("StudyDescription", "*3")], 14),
+    (Level.INSTANCE, [("ModalitiesInStudy", "M?"), ("ContentTime", "-1159")], 48),
+    (Level.INSTANCE, [("SeriesNumber", "1"), ("StudyInstanceUID", "2.1\\2.10,2.11,9.9")], 9),
+]
+
+
+@pytest.mark.parametrize(("level", "params", "count"), IN_PROCESS_PAGING)
+def test_paging_under_keys_matched_in_process(
+    many: Index, level: Level, params: list[tuple[str, str]], count: int
+) -> None:
+    tag = {Level.STUDY: STUDY_UID, Level.SERIES: SERIES_UID, Level.INSTANCE: SOP_UID}[level]
+    query = parse_search(level, [*params, ("limit", "5000")])
+    whole = many.search(STORE_ID, query)
+    assert len(whole) == len({value(r, tag) for r in whole}) == count
+
+    # The same rows as filtering every result of the level (computed attributes included).
+    computed = ",".join(sorted(attributes.computed_tags(query))) or "PatientID"
+    everything = parse_search(level, [("includefield", computed), ("limit", "5000")])
+    unfiltered = many.search(STORE_ID, everything)
+    expected = [r for r in unfiltered if matches_all(query.conditions, r)]
+    assert uids(whole, tag) == uids(expected, tag)
+
+    def fetch(limit: int, offset: int) -> list[DicomJson]:
+        paging = [("limit", str(limit)), ("offset", str(offset))]
+        return many.search(STORE_ID, parse_search(level, [*params, *paging]))
+
+    for size in (3, 7):
+        assert [uid for page in pages(fetch, size) for uid in uids(page, tag)] == uids(whole, tag)
 
 
 def test_default_limit_and_order(many: Index) -> None:
@@ -668,3 +926,37 @@ def test_parallel_adds_of_the_same_instance(index: Index) -> None:
     assert stored.crc32c == winners[0].crc32c
     assert len(index.list_instances(STORE_ID, "4.1")) == 1
     assert len(search(index, Level.INSTANCE)) == 1
+
+
+# --- metrics and storage classes -------------------------------------------------------
+
+
+def test_metrics_count_active_instances(index: Index) -> None:
+    assert index.metrics(STORE_ID) == Metrics()
+    for sop, series in (("1.1", "9.1"), ("1.2", "9.1"), ("1.3", "9.2")):
+        index.add_instance(make("8.1", series, sop))
+    index.add_instance(make("8.2", "9.3", "1.4"))
+    store = index.metrics(STORE_ID)
+    assert (store.study_count, store.series_count, store.instance_count) == (2, 3, 4)
+    assert (store.blob_bytes, store.structured_bytes) == (4 * 1234, 4 * 999)
+    study = index.metrics(STORE_ID, "8.1")
+    assert (study.study_count, study.series_count, study.instance_count) == (1, 2, 3)
+    assert index.metrics(STORE_ID, "8.1", "9.1").instance_count == 2
+    index.mark_deleting(STORE_ID, "8.2")
+    assert index.metrics(STORE_ID).instance_count == 3  # deleting rows no longer count
+    assert index.metrics(STORE_ID, "7.7") == Metrics()
+
+
+def test_set_storage_class_records_class_and_time(index: Index) -> None:
+    index.add_instance(make("8.1", "9.1", "1.1"))
+    index.add_instance(make("8.1", "9.1", "1.2"))
+    keys = [("8.1", "9.1", "1.1"), ("8.1", "9.1", "1.1"), ("8.1", "9.1", "7.7")]
+    assert index.set_storage_class(STORE_ID, keys, "ARCHIVE", "2025-01-01T00:00:00.000000Z") == 1
+    changed = index.get_instance(STORE_ID, "8.1", "9.1", "1.1")
+    assert (changed.storage_class, changed.storage_class_time) == (
+        "ARCHIVE",
+        "2025-01-01T00:00:00.000000Z",
+    )
+    untouched = index.get_instance(STORE_ID, "8.1", "9.1", "1.2")
+    assert untouched.storage_class == "STANDARD"
+    assert untouched.storage_class_time == untouched.create_time

@@ -15,19 +15,25 @@ import zlib
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 from shared.dicom import attributes
 from shared.dicom.attributes import SERIES_UID, SOP_UID, STUDY_UID, tag_of
 from shared.dicom.query import (
+    has_wildcard,
+    is_prefix_pattern,
+    literal_prefix,
     matches_all,
+    name_token_hint,
     prefix_upper_bound,
+    query_number,
     stored_name_tokens,
     string_values,
 )
 from shared.domain.operations import utc_now
-from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, StoreRecord
+from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import Condition, Level, MatchKind, SearchQuery
 from shared.errors import AlreadyExists, InvalidArgument, NotFound
 
@@ -47,6 +53,12 @@ REFERRING_PHYSICIAN = tag_of("ReferringPhysicianName")
 STUDY_DATE = tag_of("StudyDate")
 MODALITY = tag_of("Modality")
 INSTANCE_NUMBER = tag_of("InstanceNumber")
+SOP_CLASS_UID = tag_of("SOPClassUID")
+MODALITIES_IN_STUDY = tag_of("ModalitiesInStudy")
+SOP_CLASSES_IN_STUDY = tag_of("SOPClassesInStudy")
+STUDY_SERIES_COUNT = tag_of("NumberOfStudyRelatedSeries")
+STUDY_INSTANCE_COUNT = tag_of("NumberOfStudyRelatedInstances")
+SERIES_INSTANCE_COUNT = tag_of("NumberOfSeriesRelatedInstances")
 
 # Study-level search columns: tag -> (column, VR) filled from the study's attributes.
 _STUDY_COLUMNS = {
@@ -102,6 +114,7 @@ CREATE TABLE IF NOT EXISTS instances (
     size INTEGER NOT NULL,
     crc32c TEXT NOT NULL,
     storage_class TEXT NOT NULL,
+    storage_class_time TEXT NOT NULL,
     number_of_frames INTEGER NOT NULL,
     frames TEXT NOT NULL,
     levels BLOB NOT NULL,
@@ -183,7 +196,8 @@ _PLANNER_STATS = (
 
 _INSTANCE_COLUMNS = (
     "store_id, study_uid, series_uid, sop_uid, state, sop_class_uid, transfer_syntax, blob_key,"
-    " size, crc32c, storage_class, number_of_frames, frames, levels, metadata, metadata_size,"
+    " size, crc32c, storage_class, storage_class_time, number_of_frames, frames, levels,"
+    " metadata, metadata_size,"
     " create_time"
 )
 _KEY_WHERE = "store_id = ? AND study_uid = ? AND series_uid = ? AND sop_uid = ?"
@@ -243,6 +257,7 @@ def _instance_values(record: InstanceRecord) -> tuple[Any, ...]:
         record.size,
         record.crc32c,
         record.storage_class,
+        record.storage_class_time,
         record.number_of_frames,
         json.dumps(frames, separators=(",", ":")),
         _pack({"study": record.study, "series": record.series}),
@@ -270,6 +285,7 @@ def _record(row: sqlite3.Row) -> InstanceRecord:
         size=row["size"],
         crc32c=row["crc32c"],
         storage_class=row["storage_class"],
+        storage_class_time=row["storage_class_time"],
         number_of_frames=row["number_of_frames"],
         frames=frames,
         study=levels["study"],
@@ -343,6 +359,14 @@ class _Plan:
         self.needs.update(_ALIAS_RE.findall(clause))
 
 
+class _Pushed(Enum):
+    """What SQL did with a condition: nothing, all of it, or a superset `matches` must narrow."""
+
+    NONE = "none"
+    EXACT = "exact"
+    NARROWED = "narrowed"
+
+
 def _column(tag: str, level: Level) -> str | None:
     """The SQL column holding a matching key at this level; None when only Python can match."""
     driver = _DRIVER[level]
@@ -352,6 +376,10 @@ def _column(tag: str, level: Level) -> str | None:
         return f"{driver}.series_uid"
     if tag == SOP_UID and level is Level.INSTANCE:
         return "i.sop_uid"
+    if tag == SOP_CLASS_UID and level is Level.INSTANCE:
+        return "i.sop_class_uid"
+    if tag == INSTANCE_NUMBER and level is Level.INSTANCE:
+        return "i.instance_number"
     if tag == MODALITY and level is not Level.STUDY:
         return "se.modality"
     if tag in _STUDY_COLUMNS:
@@ -359,46 +387,133 @@ def _column(tag: str, level: Level) -> str | None:
     return None
 
 
-def _push(plan: _Plan, store_id: str, condition: Condition) -> bool:
-    """Add the condition to the SQL when SQL matches exactly like `matches`; False otherwise."""
+def _push(plan: _Plan, store_id: str, condition: Condition) -> _Pushed:
+    """Add the condition (or a superset of it) to the SQL where SQL can decide it."""
+    if condition.tag == MODALITIES_IN_STUDY:
+        return _push_modalities(plan, store_id, condition)
+    if condition.tag == PATIENT_NAME and condition.kind is MatchKind.FUZZY:
+        return _push_fuzzy(plan, store_id, condition)
+    if condition.tag == PATIENT_NAME and condition.kind is MatchKind.WILDCARD:
+        return _push_name_pattern(plan, store_id, condition)
     column = _column(condition.tag, plan.level)
-    if column is None:
-        return False
-    if condition.kind is MatchKind.EXACT:
+    if column is None or condition.kind is MatchKind.FUZZY:
+        return _Pushed.NONE
+    if column == "i.instance_number":
+        return _push_number(plan, column, condition)
+    return _push_column(plan, column, condition)
+
+
+def _push_column(plan: _Plan, column: str, condition: Condition) -> _Pushed:
+    """A text column holding the first value, compared case-sensitively like `matches`."""
+    kind = condition.kind
+    if kind is MatchKind.EXACT:
         plan.add(f"{column} = ?", condition.value)
-    elif condition.kind is MatchKind.RANGE:
+    elif kind is MatchKind.RANGE and condition.vr == "DA":
         plan.add(f"{column} IS NOT NULL")
         if condition.low is not None:
             plan.add(f"{column} >= ?", condition.low)
         if condition.high is not None:
             plan.add(f"{column} <= ?", condition.high)
-    elif condition.kind is MatchKind.UID_LIST and condition.values:
+    elif kind is MatchKind.UID_LIST and condition.values:
         marks = ", ".join("?" for _ in condition.values)
         plan.add(f"{column} IN ({marks})", *condition.values)
-    elif condition.kind is MatchKind.FUZZY and condition.tag == PATIENT_NAME:
-        return _push_fuzzy(plan, store_id, condition)
+    elif kind is MatchKind.WILDCARD and condition.vr != "PN":
+        return _push_prefix(plan, column, condition.value)
     else:
-        return False
-    return True
+        return _Pushed.NONE
+    return _Pushed.EXACT
 
 
-def _push_fuzzy(plan: _Plan, store_id: str, condition: Condition) -> bool:
-    ranges: list[str] = []
-    params: list[Any] = [store_id]
-    for token in condition.values:
-        upper = prefix_upper_bound(token)
-        if upper is None:
-            return False
-        ranges.append("(token >= ? AND token < ?)")
-        params.extend((token, upper))
-    if not ranges:
-        return False
+def _push_prefix(plan: _Plan, column: str, pattern: str) -> _Pushed:
+    """The range of the pattern's literal prefix; exact for `prefix*`, a superset otherwise."""
+    prefix = literal_prefix(pattern)
+    if not prefix:
+        return _Pushed.NONE
+    clause, params = _prefix_clause(column, prefix)
+    plan.add(clause, *params)
+    return _Pushed.EXACT if is_prefix_pattern(pattern) else _Pushed.NARROWED
+
+
+def _prefix_clause(column: str, prefix: str) -> tuple[str, list[str]]:
+    upper = prefix_upper_bound(prefix)
+    if upper is None:
+        return f"{column} >= ?", [prefix]
+    return f"({column} >= ? AND {column} < ?)", [prefix, upper]
+
+
+def _push_number(plan: _Plan, column: str, condition: Condition) -> _Pushed:
+    # The column truncates a non-integer IS; `matches` keeps the final say on such values.
+    number = query_number(condition.vr, condition.value)
+    if condition.kind is not MatchKind.EXACT or not isinstance(number, int):
+        return _Pushed.NONE
+    plan.add(f"{column} = ?", number)
+    return _Pushed.NARROWED
+
+
+def _push_modalities(plan: _Plan, store_id: str, condition: Condition) -> _Pushed:
+    """A study matches when one of its visible series has the modality (PS3.4 C.6.1.1.3)."""
+    pushed = _Pushed.EXACT
+    if condition.kind is MatchKind.EXACT:
+        clause, params = "modality = ?", [condition.value]
+    elif condition.kind is MatchKind.UID_LIST and condition.values:
+        clause = f"modality IN ({', '.join('?' for _ in condition.values)})"
+        params = list(condition.values)
+    elif condition.kind is MatchKind.WILDCARD and literal_prefix(condition.value):
+        clause, params = _prefix_clause("modality", literal_prefix(condition.value))
+        pushed = _Pushed.EXACT if is_prefix_pattern(condition.value) else _Pushed.NARROWED
+    else:
+        return _Pushed.NONE
     plan.add(
-        "st.study_uid IN (SELECT study_uid FROM study_name_tokens"
-        f" WHERE store_id = ? AND ({' OR '.join(ranges)}))",
+        f"{_DRIVER[plan.level]}.study_uid IN (SELECT study_uid FROM series"
+        f" WHERE store_id = ? AND active_count > 0 AND {clause})",
+        store_id,
         *params,
     )
-    return True
+    return pushed
+
+
+def _token_clause(text: str, anchored: bool) -> tuple[str, list[str]]:
+    """Name tokens starting with (anchored) or containing the text."""
+    if anchored:
+        return _prefix_clause("token", text)
+    return "instr(token, ?) > 0", [text]
+
+
+def _push_names(plan: _Plan, store_id: str, hints: list[tuple[str, bool]]) -> None:
+    clauses: list[str] = []
+    params: list[Any] = [store_id]
+    for hint in hints:
+        clause, more = _token_clause(*hint)
+        clauses.append(clause)
+        params.extend(more)
+    plan.add(
+        "st.study_uid IN (SELECT study_uid FROM study_name_tokens"
+        f" WHERE store_id = ? AND ({' OR '.join(clauses)}))",
+        *params,
+    )
+
+
+def _push_fuzzy(plan: _Plan, store_id: str, condition: Condition) -> _Pushed:
+    hints: list[tuple[str, bool]] = []
+    for token in condition.values:
+        hint = name_token_hint(token) if has_wildcard(token) else (token, True)
+        if hint is None:
+            return _Pushed.NONE
+        hints.append(hint)
+    if not hints:
+        return _Pushed.NONE
+    _push_names(plan, store_id, hints)
+    wild = any(has_wildcard(token) for token in condition.values)
+    return _Pushed.NARROWED if wild else _Pushed.EXACT
+
+
+def _push_name_pattern(plan: _Plan, store_id: str, condition: Condition) -> _Pushed:
+    """Every name matching the pattern has a token holding its longest literal part."""
+    hint = name_token_hint(condition.value)
+    if hint is None:
+        return _Pushed.NONE
+    _push_names(plan, store_id, [hint])
+    return _Pushed.NARROWED
 
 
 def _plan(store_id: str, query: SearchQuery) -> _Plan:
@@ -411,7 +526,7 @@ def _plan(store_id: str, query: SearchQuery) -> _Plan:
     if query.series_uid is not None and query.level is not Level.STUDY:
         plan.add(f"{driver}.series_uid = ?", query.series_uid)
     for condition in query.conditions:
-        if not _push(plan, store_id, condition):
+        if _push(plan, store_id, condition) is not _Pushed.EXACT:
             plan.residual.append(condition)
     return plan
 
@@ -578,16 +693,18 @@ class SqliteIndex:
     def add_instance(self, record: InstanceRecord) -> InstanceRecord:
         """Insert the record unless its key exists; returns the row in the index afterwards.
 
-        An empty `create_time` is filled in on the record itself.
+        An empty `create_time` (and `storage_class_time`) is filled in on the record itself.
         """
         if not record.create_time:
             record.create_time = utc_now()
+        if not record.storage_class_time:
+            record.storage_class_time = record.create_time
         key = (record.store_id, *record.key)
         try:
             with self._transaction() as conn:
                 cursor = conn.execute(
                     f"INSERT INTO instances ({_INSTANCE_COLUMNS}, instance_number)"
-                    f" VALUES ({', '.join('?' * 18)})"
+                    f" VALUES ({', '.join('?' * 19)})"
                     " ON CONFLICT (store_id, study_uid, series_uid, sop_uid) DO NOTHING",
                     _instance_values(record),
                 )
@@ -719,6 +836,47 @@ class SqliteIndex:
             ).fetchall()
         return [_record(row) for row in rows]
 
+    # --- metrics and storage classes -----------------------------------------------------
+
+    def metrics(
+        self, store_id: str, study: str | None = None, series: str | None = None
+    ) -> Metrics:
+        """Counts and byte sizes of the ACTIVE instances of a store, study or series."""
+        where, params = "store_id = ? AND state = ?", [store_id, ACTIVE]
+        if study is not None:
+            where, params = where + " AND study_uid = ?", [*params, study]
+        if series is not None:
+            where, params = where + " AND series_uid = ?", [*params, series]
+        with self._connection() as conn:
+            row = conn.execute(
+                "SELECT COUNT(DISTINCT study_uid) AS studies,"
+                " COUNT(DISTINCT study_uid || '/' || series_uid) AS series, COUNT(*) AS instances,"
+                " COALESCE(SUM(metadata_size), 0) AS structured, COALESCE(SUM(size), 0) AS blob"
+                f" FROM instances WHERE {where}",
+                params,
+            ).fetchone()
+        return Metrics(
+            study_count=int(row["studies"]),
+            series_count=int(row["series"]),
+            instance_count=int(row["instances"]),
+            structured_bytes=int(row["structured"]),
+            blob_bytes=int(row["blob"]),
+        )
+
+    def set_storage_class(
+        self, store_id: str, keys: list[tuple[str, str, str]], storage_class: str, when: str
+    ) -> int:
+        """Record a storage class change on the ACTIVE instances among `keys`."""
+        changed = 0
+        with self._transaction() as conn:
+            for study, series, sop in dict.fromkeys(keys):
+                changed += conn.execute(
+                    "UPDATE instances SET storage_class = ?, storage_class_time = ?"
+                    f" WHERE {_KEY_WHERE} AND state = ?",
+                    (storage_class, when, store_id, study, series, sop, ACTIVE),
+                ).rowcount
+        return changed
+
     def remove_instances(self, store_id: str, keys: list[tuple[str, str, str]]) -> int:
         """Delete these rows (any state); returns how many existed. Idempotent."""
         per_series: dict[tuple[str, str], list[int]] = {}
@@ -757,23 +915,37 @@ class SqliteIndex:
     # --- search --------------------------------------------------------------------------
 
     def search(self, store_id: str, query: SearchQuery) -> list[DicomJson]:
-        """Matching ACTIVE results of the query's level in a stable order, offset then limit."""
+        """Matching ACTIVE results of the query's level in a stable order, offset then limit.
+
+        Computed attributes (ModalitiesInStudy, NumberOf...) are added when the query names or
+        matches them: before filtering those that Python matches, after it the others.
+        """
         if query.limit <= 0:
             return []
         plan = _plan(store_id, query)
+        computed = attributes.computed_tags(query)
+        early = computed & {condition.tag for condition in plan.residual}
         with self._connection() as conn:
-            if not plan.residual:
+            if plan.residual:
+                results = self._filtered(conn, store_id, plan, query, early)
+            else:
                 ids = [
                     row[0]
                     for row in conn.execute(
                         f"{plan.sql()} LIMIT ? OFFSET ?", (*plan.params, query.limit, query.offset)
                     )
                 ]
-                return self._load(conn, query.level, ids)
-            return self._filtered(conn, plan, query)
+                results = self._load(conn, query.level, ids)
+            _add_computed(conn, store_id, results, computed - early)
+        return results
 
     def _filtered(
-        self, conn: sqlite3.Connection, plan: _Plan, query: SearchQuery
+        self,
+        conn: sqlite3.Connection,
+        store_id: str,
+        plan: _Plan,
+        query: SearchQuery,
+        computed: frozenset[str],
     ) -> list[DicomJson]:
         """Stream candidates in order, keep those `matches` accepts, then apply offset/limit."""
         results: list[DicomJson] = []
@@ -783,7 +955,9 @@ class SqliteIndex:
             ids = [row[0] for row in cursor.fetchmany(_CHUNK)]
             if not ids:
                 break
-            for result in self._load(conn, query.level, ids):
+            loaded = self._load(conn, query.level, ids)
+            _add_computed(conn, store_id, loaded, computed)
+            for result in loaded:
                 if not matches_all(plan.residual, result):
                     continue
                 if skipped < query.offset:
@@ -824,6 +998,124 @@ def _count_study(
             "INSERT OR IGNORE INTO study_name_tokens (store_id, token, study_uid) VALUES (?, ?, ?)",
             [(record.store_id, token, record.study_uid) for token in tokens],
         )
+
+
+def _first_uid(result: DicomJson, tag: str) -> str:
+    return str(result[tag]["Value"][0])
+
+
+_FigureKey = str | tuple[str, str]  # a study UID, or (study UID, series UID)
+
+
+def _add_computed(
+    conn: sqlite3.Connection, store_id: str, results: list[DicomJson], tags: frozenset[str]
+) -> None:
+    """Add the computed attributes named in `tags` to each result, in place."""
+    if not tags or not results:
+        return
+    studies = sorted({_first_uid(result, STUDY_UID) for result in results})
+    figures: dict[_FigureKey, DicomJson] = {}
+    for start in range(0, len(studies), _CHUNK):
+        chunk = studies[start : start + _CHUNK]
+        figures.update(_study_figures(conn, store_id, chunk, tags))
+        if SERIES_INSTANCE_COUNT in tags:
+            figures.update(_series_figures(conn, store_id, chunk))
+    for result in results:
+        study = _first_uid(result, STUDY_UID)
+        result.update(figures.get(study, {}))
+        if SERIES_INSTANCE_COUNT in tags:
+            result.update(figures.get((study, _first_uid(result, SERIES_UID)), {}))
+
+
+def _number_element(count: int) -> DicomJson:
+    return {"vr": "IS", "Value": [count]}
+
+
+def _list_element(vr: str, values: set[str]) -> DicomJson:
+    return {"vr": vr, "Value": sorted(values)} if values else {"vr": vr}
+
+
+def _study_figures(
+    conn: sqlite3.Connection, store_id: str, studies: list[str], tags: frozenset[str]
+) -> dict[_FigureKey, DicomJson]:
+    """Computed study attributes, study UID -> {tag: element}, from the visible rows only."""
+    figures: dict[_FigureKey, DicomJson] = {study: {} for study in studies}
+    marks = ", ".join("?" * len(studies))
+    if tags & {MODALITIES_IN_STUDY, STUDY_SERIES_COUNT}:
+        _add_series_facts(conn, (store_id, *studies), marks, tags, figures)
+    if STUDY_INSTANCE_COUNT in tags:
+        rows = conn.execute(
+            "SELECT study_uid, active_count FROM studies"
+            f" WHERE store_id = ? AND study_uid IN ({marks})",
+            (store_id, *studies),
+        )
+        for row in rows:
+            figures[row["study_uid"]][STUDY_INSTANCE_COUNT] = _number_element(row["active_count"])
+    if SOP_CLASSES_IN_STUDY in tags:
+        _add_sop_classes(conn, (store_id, *studies), marks, figures)
+    return figures
+
+
+def _add_series_facts(
+    conn: sqlite3.Connection,
+    params: tuple[str, ...],
+    marks: str,
+    tags: frozenset[str],
+    figures: dict[_FigureKey, DicomJson],
+) -> None:
+    """ModalitiesInStudy and NumberOfStudyRelatedSeries, from the visible series."""
+    modalities: dict[_FigureKey, set[str]] = {study: set() for study in figures}
+    counts: Counter[_FigureKey] = Counter()
+    rows = conn.execute(
+        "SELECT study_uid, modality FROM series"
+        f" WHERE store_id = ? AND active_count > 0 AND study_uid IN ({marks})",
+        params,
+    )
+    for row in rows:
+        counts[row["study_uid"]] += 1
+        if row["modality"]:
+            modalities[row["study_uid"]].add(row["modality"])
+    for study, found in figures.items():
+        if MODALITIES_IN_STUDY in tags:
+            found[MODALITIES_IN_STUDY] = _list_element("CS", modalities[study])
+        if STUDY_SERIES_COUNT in tags:
+            found[STUDY_SERIES_COUNT] = _number_element(counts[study])
+
+
+def _add_sop_classes(
+    conn: sqlite3.Connection,
+    params: tuple[str, ...],
+    marks: str,
+    figures: dict[_FigureKey, DicomJson],
+) -> None:
+    """SOPClassesInStudy, from the ACTIVE instances (one index range per study)."""
+    classes: dict[_FigureKey, set[str]] = {study: set() for study in figures}
+    rows = conn.execute(
+        f"SELECT DISTINCT study_uid, sop_class_uid FROM instances WHERE store_id = ?"
+        f" AND state = '{ACTIVE}' AND study_uid IN ({marks})",
+        params,
+    )
+    for row in rows:
+        classes[row["study_uid"]].add(row["sop_class_uid"])
+    for study, found in figures.items():
+        found[SOP_CLASSES_IN_STUDY] = _list_element("UI", classes[study])
+
+
+def _series_figures(
+    conn: sqlite3.Connection, store_id: str, studies: list[str]
+) -> dict[_FigureKey, DicomJson]:
+    """NumberOfSeriesRelatedInstances, (study UID, series UID) -> {tag: element}."""
+    rows = conn.execute(
+        "SELECT study_uid, series_uid, active_count FROM series WHERE store_id = ?"
+        f" AND study_uid IN ({', '.join('?' * len(studies))})",
+        (store_id, *studies),
+    )
+    return {
+        (row["study_uid"], row["series_uid"]): {
+            SERIES_INSTANCE_COUNT: _number_element(row["active_count"])
+        }
+        for row in rows
+    }
 
 
 def _pin_planner_stats(conn: sqlite3.Connection) -> None:
@@ -888,11 +1180,16 @@ def _load_instances(
         f" WHERE i.id IN ({marks})",
         ids,
     )
+    # Instances of a chunk share a few series and studies: parse each JSON text once (the
+    # results then share element dicts, which nothing downstream mutates).
+    parsed: dict[str, DicomJson] = {}
     for row in rows:
         result = _unpack(row["metadata"])
         result[SOP_UID] = _uid_element(row["sop_uid"])
-        result.update(json.loads(row["series"]))
-        result.update(json.loads(row["study"]))
+        for text in (row["series"], row["study"]):
+            if text not in parsed:
+                parsed[text] = json.loads(text)
+            result.update(parsed[text])
         yield row["id"], result
 
 
