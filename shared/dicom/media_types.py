@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from shared.dicom.multipart import parse_media_type
 from shared.errors import InvalidArgument, NotAcceptable
@@ -326,3 +327,27 @@ def negotiate_bulkdata(accept: str | None) -> Choice:
 def negotiate_stow_response(accept: str | None) -> Choice:
     """STOW response body: application/dicom+xml (default) or DICOM JSON."""
     return _negotiate(accept, _STOW_RESPONSE_OFFERS, "the store response")
+
+
+def advertised() -> dict[str, list[dict[str, Any]]]:
+    """Every representation each endpoint can negotiate, for the capabilities document."""
+    tables = {
+        "retrieve": _INSTANCE_OFFERS,
+        "frames": _FRAME_OFFERS,
+        "rendered": _RENDERED_OFFERS,
+        "metadata": _METADATA_OFFERS,
+        "bulkdata": _BULKDATA_OFFERS,
+        "storeResponse": _STOW_RESPONSE_OFFERS,
+    }
+    return {
+        name: [
+            {
+                "mediaType": offer.media_type,
+                "multipart": offer.multipart,
+                **({"transferSyntaxes": sorted(offer.syntaxes)} if offer.syntaxes else {}),
+                **({"default": offer.default_syntax} if offer.default_syntax else {}),
+            }
+            for offer in offers
+        ]
+        for name, offers in tables.items()
+    }

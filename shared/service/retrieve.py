@@ -19,6 +19,7 @@ from shared.service.context import Services
 _CHUNK = 1 << 20
 _NATIVE_LE = (codecs.EXPLICIT_VR_LE, codecs.IMPLICIT_VR_LE)
 _DEFLATED = "1.2.840.10008.1.2.1.99"
+_OCTET_STREAM = "application/octet-stream"
 # Attributes codecs need to decide and decode; all are small, so the stored metadata has them.
 _PIXEL_HEADER_TAGS = (
     "00020010",  # TransferSyntaxUID
@@ -165,6 +166,32 @@ def frame_payloads(
         return target, frames
     with services.blobs.open(record.blob_key) as handle:
         return target, codecs.frames_from_instance(handle, numbers, target)
+
+
+def frames_as(
+    services: Services,
+    record: InstanceRecord,
+    numbers: list[int],
+    media_type: str,
+    requested: str | None,
+) -> tuple[str | None, list[bytes]]:
+    """Frames in the negotiated media type; returns the syntax of the bytes (None for PNG).
+
+    Bytes already in the requested encoding are read as stored; anything else is decoded to
+    native little endian and re-encoded, or refused with 406 before any work is wasted.
+    """
+    if media_type == _OCTET_STREAM:
+        return frame_payloads(services, record, numbers, requested)
+    if requested == record.transfer_syntax:
+        return frame_payloads(services, record, numbers, requested)
+    header = codecs.decoded_header(pixel_header(record), record.transfer_syntax)
+    if not codecs.can_encode_frames(header, media_type, requested):
+        raise NotAcceptable(
+            f"frames of instance {record.sop_uid} (stored as {record.transfer_syntax}) cannot "
+            f"be encoded as {media_type}{f' ({requested})' if requested else ''}"
+        )
+    _, native = frame_payloads(services, record, numbers, codecs.EXPLICIT_VR_LE)
+    return requested, codecs.encode_frames(native, header, media_type, requested)
 
 
 def _is_encapsulated(transfer_syntax: str) -> bool:

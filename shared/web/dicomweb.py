@@ -12,7 +12,7 @@ from shared.domain.identifiers import StoreName, validate_uid
 from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
 from shared.domain.search import Level
 from shared.errors import InvalidArgument, NotAcceptable, NotFound, RangeNotSatisfiable
-from shared.service import delete, retrieve, search, stores
+from shared.service import capabilities, delete, retrieve, search, storage, stores
 from shared.web import archive, responses, stow
 
 if TYPE_CHECKING:
@@ -32,6 +32,9 @@ def route(call: Call, name: StoreName, rest: list[str]) -> Response:
     if not rest:
         raise NotFound("unknown DICOMweb path: expected studies, series or instances")
     head, args = rest[0], rest[1:]
+    if head == "capabilities" and not args:
+        only(call, "GET")
+        return responses.json_response(capabilities.document(url))
     if head in ("series", "instances") and not args:
         only(call, "GET")
         return _search(call, store, url, _SEARCH_LEVELS[head])
@@ -48,8 +51,11 @@ def route(call: Call, name: StoreName, rest: list[str]) -> Response:
 def _study(call: Call, store: StoreRecord, url: str, args: list[str]) -> Response:
     from shared.web.app import only
 
-    study = validate_uid(args[0], "StudyInstanceUID")
+    uid, _, verb = args[0].partition(":")
+    study = validate_uid(uid, "StudyInstanceUID")
     tail = args[1:]
+    if verb:
+        return _verb(call, store, verb, tail, study)
     if not tail:
         only(call, "GET", "POST", "DELETE")
         if call.method == "POST":
@@ -81,8 +87,11 @@ def _study(call: Call, store: StoreRecord, url: str, args: list[str]) -> Respons
 def _series(call: Call, store: StoreRecord, url: str, study: str, args: list[str]) -> Response:
     from shared.web.app import only
 
-    series = validate_uid(args[0], "SeriesInstanceUID")
+    uid, _, verb = args[0].partition(":")
+    series = validate_uid(uid, "SeriesInstanceUID")
     tail = args[1:]
+    if verb:
+        return _verb(call, store, verb, tail, study, series)
     if not tail:
         only(call, "GET", "DELETE")
         if call.method == "DELETE":
@@ -113,8 +122,11 @@ def _instance(
 ) -> Response:
     from shared.web.app import only
 
-    sop = validate_uid(args[0], "SOPInstanceUID")
+    uid, _, verb = args[0].partition(":")
+    sop = validate_uid(uid, "SOPInstanceUID")
     tail = args[1:]
+    if verb:
+        return _verb(call, store, verb, tail, study, series, sop)
     if not tail and call.method == "DELETE":
         delete.delete_instance(call.services, store, study, series, sop)
         return responses.json_response({})
@@ -142,6 +154,39 @@ def _instance(
     if tail[0] == "bulkdata" and len(tail) >= 2:
         return _bulkdata(call, record, "/".join(tail[1:]))
     raise NotFound(f"unknown instance resource {'/'.join(tail)!r}")
+
+
+def _verb(
+    call: Call,
+    store: StoreRecord,
+    verb: str,
+    tail: list[str],
+    study: str,
+    series: str | None = None,
+    sop: str | None = None,
+) -> Response:
+    """Google's custom methods on DICOMweb resources (`studies/{s}:getStudyMetrics`, ...)."""
+    from shared.web.admin import json_body
+    from shared.web.app import only
+
+    if tail:
+        raise NotFound(f"unknown path after :{verb}")
+    services = call.services
+    if verb == "setBlobStorageSettings":
+        only(call, "POST")
+        operation = storage.start_set_storage_class(
+            services, store, json_body(call), study, series, sop
+        )
+        return responses.json_response({"name": operation.name})
+    only(call, "GET")
+    if verb == "getStudyMetrics" and series is None:
+        return responses.json_response(storage.study_metrics(services, store, study))
+    if verb == "getSeriesMetrics" and series is not None and sop is None:
+        return responses.json_response(storage.series_metrics(services, store, study, series))
+    if verb == "getStorageInfo" and series is not None and sop is not None:
+        record = retrieve.find_instances(services, store, study, series, sop)[0]
+        return responses.json_response(storage.storage_info(store, record))
+    raise NotFound(f"unknown method :{verb} on this resource")
 
 
 def _search(
@@ -204,16 +249,10 @@ def _retrieve(call: Call, records: list[InstanceRecord], *, instance: bool) -> R
 
 def _frames(call: Call, record: InstanceRecord, numbers: list[int]) -> Response:
     choice = media_types.negotiate_frames(call.request.headers.get("Accept"))
-    if choice.media_type != "application/octet-stream" and choice.transfer_syntax in (None, "*"):
-        raise NotAcceptable(f"frames as {choice.media_type} are not available")
-    requested = choice.transfer_syntax
-    if choice.media_type != "application/octet-stream" and requested != record.transfer_syntax:
-        raise NotAcceptable(
-            f"frames of this instance are stored as {record.transfer_syntax}; "
-            f"transcoding frames to {choice.media_type} ({requested}) is not available"
-        )
-    syntax, payloads = retrieve.frame_payloads(call.services, record, numbers, requested)
-    part_type = f"{choice.media_type}; transfer-syntax={syntax}"
+    syntax, payloads = retrieve.frames_as(
+        call.services, record, numbers, choice.media_type, choice.transfer_syntax
+    )
+    part_type = f"{choice.media_type}; transfer-syntax={syntax}" if syntax else choice.media_type
     if not choice.multipart:
         if len(payloads) != 1:
             raise NotAcceptable("a single-part frame response holds exactly one frame")

@@ -174,3 +174,13 @@ def test_multipart_parts_are_separate_chunks(client: FlaskClient) -> None:
     assert len(header_chunks) == 4  # three part headers and the closing delimiter
     for chunk in header_chunks[:-1]:
         assert chunk.endswith(b"\r\n\r\n") and b"Content-Type: application/dicom" in chunk
+
+
+def test_capabilities_document(client: FlaskClient) -> None:
+    doc = client.get(f"{DW}/capabilities").get_json()
+    assert doc["dicomWebRoot"].endswith("/dicomWeb")
+    frames = {entry["mediaType"] for entry in doc["retrieve"]["frames"]}
+    assert {"application/octet-stream", "image/jpeg", "image/png", "image/jls"} <= frames
+    assert doc["search"]["maximumLimit"]["instance"] == 50000
+    assert "STANDARD" in doc["store"]["storageClasses"]
+    assert client.post(f"{DW}/capabilities").status_code == 405
