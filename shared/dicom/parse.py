@@ -61,6 +61,12 @@ class ParsedInstance:
     sop_class_uid: str
     number_of_frames: int
     frames: list[list[FrameSpan]] = field(default_factory=list)
+    # Bytes before the pixel data element: a ranged read of these holds every attribute the
+    # metadata needs. The whole size when there is no pixel data or the data set is deflated.
+    header_length: int = 0
+    # Where the pixel data element ends: bytes from here to the end (trailing padding, rare
+    # late elements) belong to the metadata too. The file size when there is nothing after.
+    trailer_offset: int = 0
 
 
 @dataclass
@@ -103,7 +109,17 @@ def read_instance(fp: BinaryIO) -> ParsedInstance:
         sop_class_uid=uids[3],
         number_of_frames=number_of_frames,
         frames=frames,
+        header_length=_header_length(layout, size),
+        trailer_offset=size if layout.pixel is None or layout.deflated else layout.pixel.end,
     )
+
+
+def _header_length(layout: _Layout, size: int) -> int:
+    pixel = layout.pixel
+    if pixel is None or layout.deflated:
+        return size
+    element_header = 8 if layout.implicit else 12  # tag + length, plus VR and padding
+    return pixel.value_offset - element_header
 
 
 def read_transfer_syntax(fp: BinaryIO) -> str:

@@ -80,6 +80,12 @@ class InstanceRecord:
     series: DicomJson = field(default_factory=dict)
     metadata: DicomJson = field(default_factory=dict)
     metadata_size: int = 0
+    # Bytes of the blob before its pixel data (0: unknown, read the whole blob). An index that
+    # keeps only a summary of the metadata sets metadata_complete=False; the services then
+    # rebuild the full metadata from that header range of the blob.
+    header_length: int = 0
+    trailer_offset: int = 0  # where the pixel data ends (0: nothing after it, or unknown)
+    metadata_complete: bool = True
     create_time: str = ""
     state: str = "ACTIVE"
 

@@ -7,6 +7,10 @@ from typing import Protocol, runtime_checkable
 from shared.domain.records import DicomJson, InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import SearchQuery
 
+# Key an index adds (True) to an instance-level search result built from a metadata summary;
+# the search service pops it and completes the result from the blob's header.
+INCOMPLETE = "__metadata_incomplete__"
+
 
 @runtime_checkable
 class Index(Protocol):

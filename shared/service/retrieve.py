@@ -205,12 +205,40 @@ def _read_frame(services: Services, record: InstanceRecord, number: int) -> byte
     return b"".join(services.blobs.read_range(record.blob_key, s.offset, s.length) for s in spans)
 
 
-def metadata(records: list[InstanceRecord], dicomweb_url: str) -> list[DicomJson]:
-    """Each instance's stored metadata with absolute BulkDataURIs."""
+def metadata(
+    services: Services, records: list[InstanceRecord], dicomweb_url: str
+) -> list[DicomJson]:
+    """Each instance's full metadata with absolute BulkDataURIs."""
     return [
-        json_model.absolutize_bulkdata(record.metadata, instance_url(dicomweb_url, record))
+        json_model.absolutize_bulkdata(
+            full_metadata(services, record), instance_url(dicomweb_url, record)
+        )
         for record in records
     ]
+
+
+def full_metadata(services: Services, record: InstanceRecord) -> DicomJson:
+    """The record's metadata, rebuilt from the blob's header when the index keeps a summary.
+
+    The header range holds every attribute before the pixel data, so one ranged read of the
+    object (not the whole object) gives the same JSON that was computed at ingest.
+    """
+    if record.metadata_complete:
+        return record.metadata
+    from shared.service.store import pixel_data_vr
+
+    length = record.header_length or record.size
+    data = services.blobs.read_range(record.blob_key, 0, length)
+    if record.header_length and record.trailer_offset:
+        tail = record.size - record.trailer_offset
+        data += services.blobs.read_range(record.blob_key, record.trailer_offset, tail)
+    dataset = dcmread(io.BytesIO(data), force=True, stop_before_pixels=True)
+    pixel = None
+    if record.number_of_frames:
+        pixel = record.metadata.get("7FE00010", {}).get("vr") or pixel_data_vr(
+            record.transfer_syntax, dataset.get("BitsAllocated")
+        )
+    return json_model.dataset_to_json(dataset, pixel_data_vr=pixel)
 
 
 def instance_url(dicomweb_url: str, record: InstanceRecord) -> str:

@@ -235,19 +235,28 @@ def _build_record(
         series=series_attrs,
         metadata=metadata,
         metadata_size=len(json_model.dumps([metadata])),
+        header_length=parsed.header_length,
+        trailer_offset=parsed.trailer_offset if parsed.trailer_offset < size else 0,
         create_time=now,
     )
 
 
 def _pixel_data_vr(parsed: parse.ParsedInstance) -> str:
-    """PS3.5 8.2: encapsulated or <= 8-bit pixel data is OB, otherwise OW."""
     if 0x7FE00010 in parsed.dataset:
         # keep_deferred: reading .VR must not load the pixel data into memory.
         element = parsed.dataset.get_item(0x7FE00010, keep_deferred=True)
         if element is not None and element.VR in ("OB", "OW"):
             return str(element.VR)
-    encapsulated = parsed.transfer_syntax not in _NATIVE_SYNTAXES
-    bits = int(parsed.dataset.get("BitsAllocated", 16) or 16)
+    return pixel_data_vr(parsed.transfer_syntax, parsed.dataset.get("BitsAllocated"))
+
+
+def pixel_data_vr(transfer_syntax: str, bits_allocated: object) -> str:
+    """PS3.5 8.2: encapsulated or <= 8-bit pixel data is OB, otherwise OW."""
+    encapsulated = transfer_syntax not in _NATIVE_SYNTAXES
+    try:
+        bits = int(str(bits_allocated)) if bits_allocated is not None else 16
+    except ValueError:
+        bits = 16
     return "OB" if encapsulated or bits <= 8 else "OW"
 
 

@@ -216,7 +216,7 @@ def _dicom_objects(objects: list[DicomJson], choice: media_types.Choice) -> Resp
 
 def _metadata(call: Call, records: list[InstanceRecord], url: str) -> Response:
     choice = media_types.negotiate_metadata(call.request.headers.get("Accept"))
-    return _dicom_objects(retrieve.metadata(records, url), choice)
+    return _dicom_objects(retrieve.metadata(call.services, records, url), choice)
 
 
 def _retrieve(call: Call, records: list[InstanceRecord], *, instance: bool) -> Response:

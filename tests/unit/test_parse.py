@@ -476,3 +476,23 @@ def test_data_set_without_any_file_meta_is_refused() -> None:
     assert path is not None
     with open(path, "rb") as handle, pytest.raises(InvalidDicom):
         read_instance(io.BytesIO(handle.read()))
+
+
+@pytest.mark.parametrize(
+    "name", ["CT_small.dcm", "MR_small_implicit.dcm", "JPEG2000.dcm", "MR_small_bigendian.dcm"]
+)
+def test_header_length_ends_where_pixel_data_starts(name: str) -> None:
+    data = bundled_bytes(name)
+    parsed = read_instance(io.BytesIO(data))
+    header = pydicom.dcmread(io.BytesIO(data[: parsed.header_length]), force=True)
+    assert "PixelData" not in header
+    assert header.SOPInstanceUID == parsed.sop_uid
+    assert data[parsed.header_length : parsed.header_length + 4] in (
+        b"\xe0\x7f\x10\x00",
+        b"\x7f\xe0\x00\x10",
+    )
+
+
+def test_header_length_is_the_whole_file_without_pixels() -> None:
+    data = bundled_bytes("rtplan.dcm")
+    assert read_instance(io.BytesIO(data)).header_length == len(data)

@@ -120,6 +120,8 @@ CREATE TABLE IF NOT EXISTS instances (
     levels BLOB NOT NULL,
     metadata BLOB NOT NULL,
     metadata_size INTEGER NOT NULL,
+    header_length INTEGER NOT NULL,
+    trailer_offset INTEGER NOT NULL,
     create_time TEXT NOT NULL,
     instance_number INTEGER,
     UNIQUE (store_id, study_uid, series_uid, sop_uid)
@@ -197,8 +199,7 @@ _PLANNER_STATS = (
 _INSTANCE_COLUMNS = (
     "store_id, study_uid, series_uid, sop_uid, state, sop_class_uid, transfer_syntax, blob_key,"
     " size, crc32c, storage_class, storage_class_time, number_of_frames, frames, levels,"
-    " metadata, metadata_size,"
-    " create_time"
+    " metadata, metadata_size, header_length, trailer_offset, create_time"
 )
 _KEY_WHERE = "store_id = ? AND study_uid = ? AND series_uid = ? AND sop_uid = ?"
 
@@ -263,6 +264,8 @@ def _instance_values(record: InstanceRecord) -> tuple[Any, ...]:
         _pack({"study": record.study, "series": record.series}),
         _pack(record.metadata),
         record.metadata_size,
+        record.header_length,
+        record.trailer_offset,
         record.create_time,
         _instance_number(record.metadata),
     )
@@ -292,6 +295,8 @@ def _record(row: sqlite3.Row) -> InstanceRecord:
         series=levels["series"],
         metadata=_unpack(row["metadata"]),
         metadata_size=row["metadata_size"],
+        header_length=row["header_length"],
+        trailer_offset=row["trailer_offset"],
         create_time=row["create_time"],
         state=row["state"],
     )
@@ -704,7 +709,7 @@ class SqliteIndex:
             with self._transaction() as conn:
                 cursor = conn.execute(
                     f"INSERT INTO instances ({_INSTANCE_COLUMNS}, instance_number)"
-                    f" VALUES ({', '.join('?' * 19)})"
+                    f" VALUES ({', '.join('?' * 21)})"
                     " ON CONFLICT (store_id, study_uid, series_uid, sop_uid) DO NOTHING",
                     _instance_values(record),
                 )
