@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
-from shared.domain.identifiers import StoreName, validate_uid
+from shared.domain.identifiers import validate_uid
 from shared.domain.operations import API_DELETE_SERIES, API_DELETE_STUDY, Operation
 from shared.domain.records import StoreRecord
 from shared.errors import NotFound
-from shared.ports.queue import Message
+from shared.service import fanout
 from shared.service.context import Services
 
 logger = logging.getLogger(__name__)
@@ -42,41 +41,23 @@ def start_delete(
     validate_uid(study, "StudyInstanceUID")
     if series is not None:
         validate_uid(series, "SeriesInstanceUID")
-    dataset = StoreName.parse(store.name).dataset_name
     records = services.index.mark_deleting(store.store_id, study, series)
     if not records:
         what = f"series {series} of study {study}" if series else f"study {study}"
         raise NotFound(f"{what} not found")
-    operation = services.operations.create(
-        Operation(
-            name=dataset.operation(new_operation_id()),
-            api_method_name=API_DELETE_SERIES if series else API_DELETE_STUDY,
-            details={"store": store.name, "study": study, "series": series},
-        )
+    return fanout.start(
+        services,
+        store,
+        API_DELETE_SERIES if series else API_DELETE_STUDY,
+        PURGE_TASK,
+        records,
+        lambda shard: {
+            "store_id": store.store_id,
+            "instances": [[r.study_uid, r.series_uid, r.sop_uid, r.blob_key] for r in shard],
+        },
+        details={"study": study, "series": series},
+        shard_size=PURGE_SHARD_SIZE,
     )
-    shards = [
-        records[start : start + PURGE_SHARD_SIZE]
-        for start in range(0, len(records), PURGE_SHARD_SIZE)
-    ]
-    services.operations.set_plan(operation.name, items=len(records), shards=len(shards))
-    for number, shard in enumerate(shards):
-        services.queue.publish(
-            Message(
-                PURGE_TASK,
-                {
-                    "operation": operation.name,
-                    "shard": f"{number:06d}",
-                    "store_id": store.store_id,
-                    "instances": [
-                        [r.study_uid, r.series_uid, r.sop_uid, r.blob_key] for r in shard
-                    ],
-                },
-            )
-        )
-    logger.info(
-        "delete operation %s: %d instances in %d shards", operation.name, len(records), len(shards)
-    )
-    return services.operations.get(operation.name)
 
 
 def handle_purge(services: Services, payload: dict[str, Any]) -> None:
@@ -91,13 +72,6 @@ def handle_purge(services: Services, payload: dict[str, Any]) -> None:
         services.blobs.delete(str(key))
     keys = [(str(a), str(b), str(c)) for a, b, c, _ in instances]
     services.index.remove_instances(store_id, keys)
-    name = str(payload["operation"])
-    services.operations.record_shard(name, str(payload["shard"]), len(keys), 0, [])
-    operation = services.operations.get(name)
-    if operation.shards_done >= operation.shards_total and services.operations.finish(name):
-        logger.info("delete operation %s done", name)
+    if fanout.complete_shard(services, payload, len(keys)):
+        logger.info("delete operation %s done", payload["operation"])
 
-
-def new_operation_id() -> str:
-    """Numeric-looking ids like Google's, unique without coordination."""
-    return str(uuid.uuid4().int % 10**19)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from shared.domain.identifiers import StoreName, validate_uid
+from shared.domain.identifiers import validate_uid
 from shared.domain.operations import API_SET_BLOB_STORAGE, Operation, utc_now
 from shared.domain.records import InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import Level, SearchQuery
 from shared.errors import InvalidArgument, NotFound
-from shared.ports.queue import Message
-from shared.service import delete
+from shared.service import fanout
 from shared.service.context import Services
 from shared.service.store import validate_storage_class
 
@@ -95,35 +94,19 @@ def start_set_storage_class(
             "call it on each study, series or instance instead"
         )
     records = _targets(services, store, study, series, sop)
-    dataset = StoreName.parse(store.name).dataset_name
-    operation = services.operations.create(
-        Operation(
-            name=dataset.operation(delete.new_operation_id()),
-            api_method_name=API_SET_BLOB_STORAGE,
-            details={"store": store.name, "storageClass": storage_class},
-        )
+    return fanout.start(
+        services,
+        store,
+        API_SET_BLOB_STORAGE,
+        STORAGE_CLASS_TASK,
+        records,
+        lambda shard: {
+            "store_id": store.store_id,
+            "storage_class": storage_class,
+            "instances": [[r.study_uid, r.series_uid, r.sop_uid] for r in shard],
+        },
+        details={"storageClass": storage_class},
     )
-    shards = [
-        records[i : i + delete.PURGE_SHARD_SIZE]
-        for i in range(0, len(records), delete.PURGE_SHARD_SIZE)
-    ]
-    services.operations.set_plan(operation.name, items=len(records), shards=len(shards))
-    for number, shard in enumerate(shards):
-        services.queue.publish(
-            Message(
-                STORAGE_CLASS_TASK,
-                {
-                    "operation": operation.name,
-                    "shard": f"{number:06d}",
-                    "store_id": store.store_id,
-                    "storage_class": storage_class,
-                    "instances": [[r.study_uid, r.series_uid, r.sop_uid] for r in shard],
-                },
-            )
-        )
-    if not shards:
-        services.operations.finish(operation.name)
-    return services.operations.get(operation.name)
 
 
 def _targets(
@@ -156,9 +139,5 @@ def handle_set_storage_class(services: Services, payload: dict[str, Any]) -> Non
     changed = services.index.set_storage_class(
         str(payload["store_id"]), keys, str(payload["storage_class"]), utc_now()
     )
-    name = str(payload["operation"])
-    missing = len(keys) - changed
-    services.operations.record_shard(name, str(payload["shard"]), changed, missing, [])
-    operation = services.operations.get(name)
-    if operation.shards_done >= operation.shards_total and services.operations.finish(name):
-        logger.info("storage class operation %s done", name)
+    if fanout.complete_shard(services, payload, changed, len(keys) - changed):
+        logger.info("storage class operation %s done", payload["operation"])
