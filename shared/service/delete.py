@@ -74,4 +74,3 @@ def handle_purge(services: Services, payload: dict[str, Any]) -> None:
     services.index.remove_instances(store_id, keys)
     if fanout.complete_shard(services, payload, len(keys)):
         logger.info("delete operation %s done", payload["operation"])
-
