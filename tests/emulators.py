@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import pytest
 
 if TYPE_CHECKING:
+    from google.cloud.bigquery import Client as BigQueryClient
     from google.cloud.firestore import Client as FirestoreClient
     from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
     from google.cloud.storage import Client as StorageClient
@@ -303,3 +304,72 @@ def _tail(path: Path, lines: int = 20) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+# --- BigQuery (bqemulator) ------------------------------------------------------------------
+# bqemulator pins an older protobuf than the product, so `make test` builds it in .venv-bq and
+# names the launcher in this variable; without it the repository's .venv-bq is tried.
+BQEMULATOR_ENV = "DICOMSTORE_BQEMULATOR"
+_REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class BigQueryEmulator:
+    """bqemulator in memory; each test takes a fresh dataset.
+
+    Load jobs read gs://BUCKET/OBJECT from `gcs_root`/BUCKET/OBJECT (BQEMU_GCS_LOCAL_ROOT): the
+    emulator cannot read fake-gcs-server, so tests write their NDJSON sources there.
+    """
+
+    emulator: Emulator
+    gcs_root: Path
+    project: str = PROJECT
+
+    @cached_property
+    def client(self) -> BigQueryClient:
+        from shared.adapters.gcp.bigquery_warehouse import make_bigquery_client
+
+        return make_bigquery_client(self.project, endpoint=self.emulator.url)
+
+    def fresh_dataset(self) -> str:
+        name = f"test_{uuid.uuid4().hex[:16]}"
+        self.client.create_dataset(f"{self.project}.{name}")
+        return name
+
+
+@pytest.fixture(scope="session")
+def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
+    _require_modules("google.cloud.bigquery")
+    launcher = _bqemulator_path()
+    gcs_root = tmp_path_factory.mktemp("bq-gcs")
+    port = _free_port()
+    # bqemulator reads its GCS root only from the environment; `env` sets it for this child
+    # alone and then becomes the emulator, so the process group is still the emulator's.
+    command = [
+        "env",
+        f"BQEMU_GCS_LOCAL_ROOT={gcs_root}",
+        str(launcher),
+        "start",
+        "--rest-port",
+        str(port),
+        "--grpc-port",
+        "0",  # unused by the tests: let the emulator pick a free one
+        "--project",
+        PROJECT,
+        "--log-level",
+        "warning",
+    ]
+    ready = f"/bigquery/v2/projects/{PROJECT}/datasets"
+    emulator = _start("bigquery", command, port, ready, tmp_path_factory)
+    try:
+        yield BigQueryEmulator(emulator, gcs_root)
+    finally:
+        emulator.stop()
+
+
+def _bqemulator_path() -> Path:
+    configured = os.environ.get(BQEMULATOR_ENV)
+    path = Path(configured) if configured else _REPO / ".venv-bq" / "bin" / "bqemulator"
+    if not os.access(path, os.X_OK):
+        _unavailable(f"bqemulator launcher {path} is missing (make .venv-bq/.installed-bq)")
+    return path
