@@ -184,3 +184,29 @@ def test_capabilities_document(client: FlaskClient) -> None:
     assert doc["search"]["maximumLimit"]["instance"] == 50000
     assert "STANDARD" in doc["store"]["storageClasses"]
     assert client.post(f"{DW}/capabilities").status_code == 405
+
+
+def test_nested_bulkdata_path(client: FlaskClient) -> None:
+    from pydicom import Dataset
+    from pydicom.sequence import Sequence
+
+    ds = make_dataset(Spec(rows=8, columns=8))
+    icon = Dataset()
+    icon.Rows, icon.Columns = 4, 4
+    icon.PixelData = bytes(range(32))  # OB/OW inside a sequence is bulk data too
+    icon["PixelData"].VR = "OB"
+    ds.IconImageSequence = Sequence([icon])
+    client.post(f"{DW}/studies", data=multipart_body([to_bytes(ds)]), headers=stow_headers())
+    url = (
+        f"{DW}/studies/{ds.StudyInstanceUID}/series/{ds.SeriesInstanceUID}"
+        f"/instances/{ds.SOPInstanceUID}"
+    )
+    meta = client.get(f"{url}/metadata").get_json()[0]
+    uri = meta["00880200"]["Value"][0]["7FE00010"]["BulkDataURI"]
+    assert uri.endswith("/bulkdata/00880200/0/7FE00010")
+    response = client.get(
+        uri.replace("http://localhost", ""), headers={"Accept": "application/octet-stream"}
+    )
+    assert response.data == bytes(range(32))
+    assert client.get(f"{url}/bulkdata/00880200/5/7FE00010").status_code == 404
+    assert client.get(f"{url}/bulkdata/not-a-tag").status_code == 400

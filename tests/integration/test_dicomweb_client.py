@@ -185,3 +185,39 @@ def test_delete(client: DICOMwebClient, study: list[pydicom.Dataset]) -> None:
     while client.search_for_studies(search_filters={"StudyInstanceUID": last.StudyInstanceUID}):
         assert time.monotonic() < deadline
         time.sleep(0.1)
+
+
+def test_live_multipart_sends_part_headers_as_their_own_chunks(
+    server: str, client: DICOMwebClient
+) -> None:
+    """Google's dcmweb reader needs this from the real server, not only from the WSGI app."""
+    import socket
+    from urllib.parse import urlsplit
+
+    study_uid = Spec().study
+    client.store_instances([make_dataset(Spec(study=study_uid, seed=n)) for n in range(3)])
+    url = urlsplit(f"{server}/studies/{study_uid}")
+    request = (
+        f"GET {url.path} HTTP/1.1\r\nHost: {url.netloc}\r\n"
+        'Accept: multipart/related; type="application/dicom"; transfer-syntax=*\r\n'
+        "Connection: close\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port), timeout=10) as sock:
+        sock.sendall(request.encode())
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower()
+    chunks = []
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line, 16)
+        if size == 0:
+            break
+        chunks.append(rest[:size])
+        body = rest[size + 2 :]
+    part_heads = [c for c in chunks if c.lstrip(b"\r\n").startswith(b"--")]
+    assert len(part_heads) >= 3
+    for chunk in part_heads[:-1]:
+        assert chunk.endswith(b"\r\n\r\n") and b"Content-Type: application/dicom" in chunk
