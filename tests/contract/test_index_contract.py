@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -17,16 +19,44 @@ from shared.dicom.query import dictionary_vr, matches_all, parse_search
 from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import Condition, Level, MatchKind, SearchQuery
 from shared.errors import AlreadyExists, InvalidArgument, NotFound
-from shared.ports.index import Index
+from shared.ports.index import INCOMPLETE, Index
+
+if TYPE_CHECKING:
+    from google.cloud.firestore import Client as FirestoreClient
+
+    from shared.adapters.gcp.firestore_index import FirestoreIndex
+    from tests.emulators import FirestoreEmulator
 
 DATASET = "projects/p/locations/l/datasets/d"
 STORE_NAME = f"{DATASET}/dicomStores/s"
 STORE_ID = "store-1"
 CT_IMAGE = "1.2.840.10008.5.1.4.1.1.2"
 
+logger = logging.getLogger(__name__)
 
-@pytest.fixture(params=["sqlite", "sqlite-memory"])
+
+def fresh_firestore_index(
+    emulator: FirestoreEmulator, client: FirestoreClient | None = None
+) -> FirestoreIndex:
+    """A FirestoreIndex on an emptied emulator holding the test store."""
+    from shared.adapters.gcp.firestore_index import FirestoreIndex
+
+    emulator.reset()
+    built = FirestoreIndex(client or emulator.client)
+    built.create_store(StoreRecord(name=STORE_NAME, store_id=STORE_ID))
+    return built
+
+
+@pytest.fixture(params=["sqlite", "sqlite-memory", "firestore"])
 def index(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Index]:
+    if request.param == "firestore":
+        from shared.adapters.gcp.firestore_indexes import declared_indexes
+
+        firestore = fresh_firestore_index(request.getfixturevalue("firestore_emulator"))
+        yield firestore
+        # The emulator runs any query; production needs each composite index declared.
+        assert firestore.required_indexes <= declared_indexes()
+        return
     built = SqliteIndex(":memory:" if request.param == "sqlite-memory" else tmp_path / "i.db")
     built.create_store(StoreRecord(name=STORE_NAME, store_id=STORE_ID))
     yield built
@@ -960,3 +990,69 @@ def test_set_storage_class_records_class_and_time(index: Index) -> None:
     untouched = index.get_instance(STORE_ID, "8.1", "9.1", "1.2")
     assert untouched.storage_class == "STANDARD"
     assert untouched.storage_class_time == untouched.create_time
+
+
+# --- Firestore only: metadata summaries and write costs ----------------------------------
+
+
+def test_firestore_keeps_a_summary_without_large_elements(
+    firestore_emulator: FirestoreEmulator,
+) -> None:
+    firestore = fresh_firestore_index(firestore_emulator)
+    comments = attributes.tag_of("ImageComments")  # LT
+    big = make("6.1", "6.1.1", "6.1.1.1", extra=details(ImageComments="x" * 10 * 1024))
+    assert firestore.add_instance(big) is big
+    stored = firestore.get_instance(STORE_ID, "6.1", "6.1.1", "6.1.1.1")
+    assert not stored.metadata_complete
+    assert comments not in stored.metadata
+    assert stored.metadata == {tag: e for tag, e in big.metadata.items() if tag != comments}
+    assert dataclasses.replace(stored, metadata=big.metadata, metadata_complete=True) == big
+    (result,) = search(firestore, Level.INSTANCE)
+    assert result[INCOMPLETE] is True and comments not in result
+    assert value(result, "00080018") == "6.1.1.1"
+    firestore.add_instance(make("6.1", "6.1.1", "6.1.1.2"))
+    small = search(firestore, Level.INSTANCE, ("SOPInstanceUID", "6.1.1.2"))
+    assert [INCOMPLETE in r for r in small] == [False]
+    assert firestore.get_instance(STORE_ID, "6.1", "6.1.1", "6.1.1.2").metadata_complete
+
+
+def test_firestore_parallel_stores_cost_one_write_each(
+    firestore_emulator: FirestoreEmulator,
+) -> None:
+    from shared.adapters.gcp.clients import make_firestore_client
+
+    # A client of its own, so that counting its commits cannot disturb other tests.
+    client = make_firestore_client(
+        firestore_emulator.project, emulator_host=firestore_emulator.emulator.host
+    )
+    firestore = fresh_firestore_index(firestore_emulator, client)
+    writes, lock = Counter[str](), threading.Lock()
+    commit = client._firestore_api.commit
+
+    def counting_commit(*args: Any, **kwargs: Any) -> Any:
+        request = kwargs.get("request") or args[0]
+        response = commit(*args, **kwargs)  # a failed precondition raises: no write happened
+        with lock:
+            writes["documents"] += len(request["writes"])
+            writes["commits"] += 1
+        return response
+
+    client._firestore_api.commit = counting_commit
+    total, workers = 500, 8
+
+    def work(worker: int) -> None:
+        for n in range(worker, total, workers):
+            firestore.add_instance(make("7.1", f"7.1.{n % 2}", f"7.1.{n % 2}.{n}", number=n))
+
+    run_threads(workers, work)
+    per_instance = writes["documents"] / total
+    logger.info("Firestore writes per stored instance: %.3f (%s)", per_instance, dict(writes))
+    assert writes["documents"] <= total + 3  # one per instance, one per study and series doc
+    store = client.collection("stores").document(STORE_ID)
+    assert [doc.id for doc in store.collection("studies").stream()] == ["7.1"]
+    assert len(list(store.collection("series").stream())) == 2
+    assert len(list(store.collection("instances").select([]).stream())) == total
+    assert firestore.metrics(STORE_ID) == Metrics(1, 2, total, total * 999, total * 1234)
+    assert firestore.metrics(STORE_ID, "7.1", "7.1.1").instance_count == total // 2
+    found = search(firestore, Level.INSTANCE, ("limit", "1000"), study_uid="7.1")
+    assert len(found) == len(set(sops_of(found))) == total

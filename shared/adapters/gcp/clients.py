@@ -39,13 +39,16 @@ def make_storage_client(
 
 
 def make_firestore_client(
-    project: str | None = None, *, emulator_host: str | None = None
+    project: str | None = None,
+    *,
+    emulator_host: str | None = None,
+    database: str | None = None,
 ) -> FirestoreClient:
     """A Firestore client; `emulator_host` (host:port) targets the Firestore emulator."""
     from google.cloud.firestore import Client
 
     if emulator_host is None:
-        return Client(project=project)
+        return Client(project=project, database=database or "(default)")
     from google.auth.credentials import AnonymousCredentials
 
     # The library opens its insecure emulator channel only when this variable is set while the
