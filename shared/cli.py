@@ -7,8 +7,13 @@ import dataclasses
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from shared.config import Settings
+
+if TYPE_CHECKING:
+    from shared.service.context import Services
+    from shared.service.watch import InboxWatcher
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +49,7 @@ def serve_forever(settings: Settings) -> int:
     configure_logging(settings)
     services = bootstrap.build_services(settings)
     bootstrap.set_services(services)
+    watcher = _start_watcher(settings, services)
     app = functions_framework.create_app(target="dicomweb", source=str(FUNCTIONS_SOURCE))
     base = f"http://{settings.host}:{settings.port}/v1/{settings.default_store}/dicomWeb"
     sys.stdout.write(f"DICOMweb base URL: {base}\n")
@@ -59,10 +65,31 @@ def serve_forever(settings: Settings) -> int:
             max_request_body_size=1 << 62,
         )
     finally:
+        if watcher is not None:
+            watcher.stop()
         stop = getattr(services.queue, "stop", None)
         if callable(stop):
             stop()
     return 0
+
+
+def _start_watcher(settings: Settings, services: Services) -> InboxWatcher | None:
+    """The embedded stand-in for the storage trigger: .dcm files dropped into the inbox."""
+    if not settings.ingest_watch:
+        return None
+    from shared.service.watch import InboxWatcher
+
+    gcs_root = Path(settings.data_dir).resolve() / "gcs"
+    watcher = InboxWatcher(
+        services,
+        gcs_root,
+        settings.ingest_bucket,
+        settings.ingest_target,
+        after=settings.ingest_after,
+    )
+    watcher.start()
+    sys.stdout.write(f"Inbox: .dcm files dropped into {watcher.inbox} are imported\n")
+    return watcher
 
 
 if __name__ == "__main__":

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from shared.errors import ConfigurationError
 
-_BACKENDS = ("local",)  # "gcp" joins with the cloud adapters
+_BACKENDS = ("local", "gcp")
+_BUCKET_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{1,220}[a-z0-9]$")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -55,6 +57,21 @@ class Settings:
     log_json: bool = False
     log_level: str = "INFO"
     cors_origins: tuple[str, ...] = ()
+    # Cloud mode (backend "gcp"): where the adapters live, and emulator endpoints for local runs.
+    gcp_project: str | None = None
+    blob_bucket: str | None = None
+    tasks_topic: str = "dicomstore-tasks"
+    tasks_subscription: str | None = None
+    collection_prefix: str = ""
+    firestore_database: str = "(default)"
+    firestore_emulator_host: str | None = None
+    pubsub_emulator_host: str | None = None
+    storage_emulator_host: str | None = None
+    # Import from Cloud Storage: the storage trigger (cloud) and the inbox watcher (embedded).
+    ingest_bucket: str = "ingest"
+    ingest_store: str | None = None  # None: the default store
+    ingest_after: str = "keep"
+    ingest_watch: bool = True
     extra: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
@@ -81,7 +98,56 @@ class Settings:
             log_json=_bool(env, "DICOMSTORE_LOG_JSON", False),
             log_level=env.get("DICOMSTORE_LOG_LEVEL", "INFO").upper(),
             cors_origins=_origins(env.get("DICOMSTORE_CORS_ORIGINS", "")),
-        )
+            gcp_project=env.get("DICOMSTORE_GCP_PROJECT")
+            or env.get("GOOGLE_CLOUD_PROJECT")
+            or None,
+            blob_bucket=env.get("DICOMSTORE_BUCKET") or None,
+            tasks_topic=env.get("DICOMSTORE_TASKS_TOPIC", "dicomstore-tasks"),
+            tasks_subscription=env.get("DICOMSTORE_TASKS_SUBSCRIPTION") or None,
+            collection_prefix=env.get("DICOMSTORE_COLLECTION_PREFIX", ""),
+            firestore_database=env.get("DICOMSTORE_FIRESTORE_DATABASE") or "(default)",
+            firestore_emulator_host=env.get("FIRESTORE_EMULATOR_HOST") or None,
+            pubsub_emulator_host=env.get("PUBSUB_EMULATOR_HOST") or None,
+            storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
+            ingest_bucket=_bucket(env, "DICOMSTORE_INGEST_BUCKET", "ingest"),
+            ingest_store=env.get("DICOMSTORE_INGEST_STORE") or None,
+            ingest_after=_after(env, "DICOMSTORE_INGEST_AFTER"),
+            ingest_watch=_bool(env, "DICOMSTORE_INGEST_WATCH", True),
+        ).checked()
+
+    @property
+    def ingest_target(self) -> str:
+        """The store that dropped files go to."""
+        return self.ingest_store or self.default_store
+
+    def checked(self) -> Settings:
+        """Fail at start-up, naming the variable, when the chosen backend lacks a setting."""
+        if self.backend == "gcp":
+            for value, name in (
+                (self.gcp_project, "DICOMSTORE_GCP_PROJECT (or GOOGLE_CLOUD_PROJECT)"),
+                (self.blob_bucket, "DICOMSTORE_BUCKET"),
+            ):
+                if not value:
+                    raise ConfigurationError(f"{name} is required when DICOMSTORE_BACKEND=gcp")
+        return self
+
+
+def _bucket(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name) or default
+    if not _BUCKET_RE.match(value):
+        raise ConfigurationError(f"{name} must be a Cloud Storage bucket name, got {value!r}")
+    return value
+
+
+def _after(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name) or "keep"
+    action, _, prefix = value.partition(":")
+    segments = prefix.strip("/").split("/")
+    if value in ("keep", "delete") or (
+        action == "move" and not any(s in ("", ".", "..") for s in segments)
+    ):
+        return value
+    raise ConfigurationError(f"{name} must be keep, delete or move:PREFIX, got {value!r}")
 
 
 def _origins(raw: str) -> tuple[str, ...]:

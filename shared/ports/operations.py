@@ -35,6 +35,10 @@ class OperationStore(Protocol):
         """Record one shard's result; False (and no change) if that shard was recorded before."""
         ...
 
+    def sample_errors(self, name: str) -> list[dict[str, Any]]:
+        """Up to 20 per-item errors recorded by the shards, for the operation's error details."""
+        ...
+
     def request_cancel(self, name: str) -> Operation:
         """Flag the operation cancelled; running shards stop scheduling more work."""
         ...

@@ -10,6 +10,7 @@ from typing import BinaryIO, cast
 from shared.config import Settings
 from shared.ports.blobs import BlobStore
 from shared.ports.index import Index
+from shared.ports.objects import ObjectStorage
 from shared.ports.operations import OperationStore
 from shared.ports.queue import Queue
 
@@ -26,6 +27,7 @@ class Services:
     operations: OperationStore
     queue: Queue
     tmp_dir: Path
+    objects: ObjectStorage
 
     def spool(self) -> BinaryIO:
         """A temp file for request parts: memory up to 4 MiB, then disk in the data dir."""

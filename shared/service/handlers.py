@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.errors import InvalidArgument
 from shared.ports.queue import ENVELOPE_VERSION, Message
-from shared.service import delete, storage
+from shared.service import delete, imports, storage
 from shared.service.context import Services
 
 logger = logging.getLogger(__name__)
@@ -18,7 +18,24 @@ TaskHandler = Callable[[Services, dict[str, Any]], None]
 HANDLERS: dict[str, TaskHandler] = {
     delete.PURGE_TASK: delete.handle_purge,
     storage.STORAGE_CLASS_TASK: storage.handle_set_storage_class,
+    imports.IMPORT_PLAN_TASK: imports.handle_import_plan,
+    imports.IMPORT_TASK: imports.handle_import_shard,
 }
+
+
+def handle_push(services: Services, event_data: dict[str, Any]) -> None:
+    """A Pub/Sub push delivery: malformed envelopes are logged and acknowledged (a retry
+    cannot fix them); every other failure raises so that Pub/Sub redelivers the task."""
+    from shared.adapters.gcp.pubsub_queue import decode_push
+
+    try:
+        message = decode_push(event_data)
+        if message.type not in HANDLERS or message.version != ENVELOPE_VERSION:
+            raise InvalidArgument(f"unknown task {message.type!r} version {message.version}")
+    except InvalidArgument as exc:
+        logger.error("dropping an undeliverable task: %s", exc.message)
+        return
+    dispatch(services, message)
 
 
 def dispatch(services: Services, message: Message) -> None:

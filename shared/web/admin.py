@@ -9,7 +9,7 @@ from flask import Response
 
 from shared.domain.identifiers import DatasetName, StoreName
 from shared.errors import InvalidArgument, NotFound, PayloadTooLarge
-from shared.service import storage, stores
+from shared.service import imports, storage, stores
 from shared.web import responses
 
 if TYPE_CHECKING:
@@ -51,6 +51,11 @@ def store_resource(call: Call, name: StoreName, verb: str) -> Response:
         only(call, "POST")
         record = stores.get_store(call.services, name)
         operation = storage.start_set_storage_class(call.services, record, json_body(call))
+        return responses.json_response({"name": operation.name})
+    if verb == "import":
+        only(call, "POST")
+        record = stores.get_store(call.services, name)
+        operation = imports.start_import(call.services, record, json_body(call))
         return responses.json_response({"name": operation.name})
     if verb:
         raise NotFound(f"unknown method :{verb} on a DICOM store")
