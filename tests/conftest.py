@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -25,13 +26,52 @@ def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return dataclasses.replace(Settings(), data_dir=data_dir, **overrides)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def services(tmp_path: Path) -> Iterator[Services]:
-    built = bootstrap.build_services(make_settings(tmp_path / "data"))
+@pytest.fixture(params=["local", "gcp"])
+def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Services]:
+    """Embedded services, or the cloud wiring on the emulators (the same composition root).
+
+    Modules that look at local-only internals mark themselves `local_only`.
+    """
+    if request.param == "gcp" and request.node.get_closest_marker("local_only"):
+        pytest.skip("this test inspects embedded-mode internals")
+    settings = make_settings(tmp_path / "data")
+    if request.param == "gcp":
+        settings = _cloud_settings(request, settings)
+    built = bootstrap.build_services(settings, start_workers=True)
     yield built
     stop = getattr(built.queue, "stop", None)
     if callable(stop):
         stop()
+
+
+def _cloud_settings(request: pytest.FixtureRequest, settings: Settings) -> Settings:
+    from shared.adapters.gcp.pubsub_queue import PubSubQueue
+
+    firestore = request.getfixturevalue("firestore_emulator")
+    pubsub = request.getfixturevalue("pubsub_emulator")
+    gcs = request.getfixturevalue("gcs_emulator")
+    topic = pubsub.fresh_topic()
+    cloud = dataclasses.replace(
+        settings,
+        backend="gcp",
+        gcp_project=firestore.project,
+        blob_bucket=gcs.fresh_bucket(),
+        tasks_topic=topic,
+        tasks_subscription=f"{topic}-workers",
+        collection_prefix=f"t{uuid.uuid4().hex[:10]}_",  # a fresh namespace instead of a reset
+        firestore_emulator_host=firestore.emulator.host,
+        pubsub_emulator_host=pubsub.emulator.host,
+        storage_emulator_host=gcs.emulator.url,
+        queue_workers=2,
+    ).checked()
+    PubSubQueue(
+        cloud.gcp_project or "",
+        topic,
+        pubsub.publisher,
+        subscriber=pubsub.subscriber,
+        subscription=cloud.tasks_subscription,
+    ).create_resources()
+    return cloud
 
 
 @pytest.fixture
