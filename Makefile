@@ -8,8 +8,11 @@ BQ_VENV ?= .venv-bq
 BQ_PINS := bqemulator==1.4.0 duckdb==1.5.5 duckdb-extensions==1.5.5 \
 	duckdb-extension-spatial==1.5.5 duckdb-extension-avro==1.5.5 \
 	duckdb-extension-json==1.5.5 duckdb-extension-icu==1.5.5 numpy
+# checkov pins an old hcl2 that clashes with python-hcl2 (a dev dependency): its own venv too.
+CHECKOV_VENV ?= .venv-checkov
+CHECKOV_PIN  := checkov==3.3.30
 
-.PHONY: run test lint typecheck unit clean
+.PHONY: run test lint typecheck unit clean infra-check firestore-indexes function-source
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,18 +34,35 @@ $(BQ_VENV)/.installed-bq:
 	$(BQ_VENV)/bin/python -c "import duckdb_extensions as d; [d.import_extension(e) for e in ['spatial', 'avro', 'json', 'icu']]"
 	touch $@
 
+$(CHECKOV_VENV)/.installed-checkov:
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/pip install --quiet $(CHECKOV_PIN)
+	touch $@
+
 run: $(VENV)/.installed-run
 	$(BIN)/dicomstore serve --port $(PORT)
 
 lint: $(VENV)/.installed-dev
-	$(BIN)/ruff check shared functions tests $(wildcard bench)
-	$(BIN)/ruff format --check shared functions tests $(wildcard bench)
+	$(BIN)/ruff check shared functions tests infra/terraform/scripts $(wildcard bench)
+	$(BIN)/ruff format --check shared functions tests infra/terraform/scripts $(wildcard bench)
 
 typecheck: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
-test: $(VENV)/.installed-dev $(BQ_VENV)/.installed-bq lint typecheck
-	DICOMSTORE_BQEMULATOR=$(CURDIR)/$(BQ_VENV)/bin/bqemulator $(BIN)/python -m pytest -q
+test: $(VENV)/.installed-dev $(BQ_VENV)/.installed-bq $(CHECKOV_VENV)/.installed-checkov lint typecheck
+	DICOMSTORE_BQEMULATOR=$(CURDIR)/$(BQ_VENV)/bin/bqemulator \
+	DICOMSTORE_CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov \
+	$(BIN)/python -m pytest -q
+
+infra-check: $(VENV)/.installed-dev $(CHECKOV_VENV)/.installed-checkov
+	DICOMSTORE_CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q tests/infra
+
+firestore-indexes: $(VENV)/.installed-dev
+	$(BIN)/python infra/terraform/scripts/gen_firestore_indexes.py
+
+function-source:
+	infra/terraform/scripts/stage_function_source.sh build/function-source
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(BQ_VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

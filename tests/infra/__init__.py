@@ -1,0 +1,1 @@
+"""Offline checks of infra/terraform and cloudbuild.yaml: format, structure, IAM, checkov."""
