@@ -12,7 +12,7 @@ BQ_PINS := bqemulator==1.4.0 duckdb==1.5.5 duckdb-extensions==1.5.5 \
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_PIN  := checkov==3.3.30
 
-.PHONY: run test lint typecheck unit clean infra-check firestore-indexes function-source
+.PHONY: run test lint typecheck unit clean infra-check firestore-indexes function-source bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,6 +54,12 @@ test: $(VENV)/.installed-dev $(BQ_VENV)/.installed-bq $(CHECKOV_VENV)/.installed
 	DICOMSTORE_BQEMULATOR=$(CURDIR)/$(BQ_VENV)/bin/bqemulator \
 	DICOMSTORE_CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov \
 	$(BIN)/python -m pytest -q
+
+# Side by side with Orthanc (installs orthanc + orthanc-dicomweb with apt when missing).
+# BENCH_ARGS=--quick for the small corpus, --profile to py-spy the store afterwards.
+bench: $(VENV)/.installed-dev
+	$(BIN)/pip install --quiet psutil py-spy
+	$(BIN)/python -m bench.run $(BENCH_ARGS)
 
 infra-check: $(VENV)/.installed-dev $(CHECKOV_VENV)/.installed-checkov
 	DICOMSTORE_CHECKOV=$(CURDIR)/$(CHECKOV_VENV)/bin/checkov $(BIN)/python -m pytest -q tests/infra
