@@ -6,7 +6,7 @@ import io
 import logging
 import math
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -270,16 +270,58 @@ def _render_palette(stored: np.ndarray, dataset: Dataset) -> np.ndarray:
 
 
 def _render_grey(stored: np.ndarray, dataset: Dataset, index: int, invert: bool) -> np.ndarray:
+    """Modality LUT, VOI (else min-max) and inversion onto uint8 greyscale.
+
+    Every step maps one stored value to one output value, so an integer frame goes through a
+    table built over its stored value range: the same output as the per-pixel maths, without
+    float64 passes over the whole frame.
+    """
+    view = _presentation_view(dataset, index)
+    bounds = _table_bounds(stored)
+    if bounds is None:
+        return _grey_values(stored, view, dataset, invert)
+    import numpy as np
+
+    low, high = bounds
+    offsets = np.subtract(stored, low, dtype=np.int32 if stored.dtype.itemsize <= 2 else np.int64)
+    levels = (np.arange(high - low + 1, dtype=np.int64) + low).astype(stored.dtype)
+
+    def present() -> np.ndarray:
+        return np.bincount(offsets.ravel(), minlength=levels.size) > 0
+
+    table = _grey_values(levels, view, dataset, invert, present)
+    return table[offsets]
+
+
+def _table_bounds(stored: np.ndarray) -> tuple[int, int] | None:
+    """(min, max) stored value when a per-value table is worth it; None for per-pixel maths."""
+    if stored.dtype.kind not in "iu" or stored.dtype.itemsize > 4 or not stored.size:
+        return None
+    low, high = int(stored.min()), int(stored.max())
+    return (low, high) if high - low < max(stored.size, 1 << 16) else None
+
+
+def _grey_values(
+    stored: np.ndarray,
+    view: Dataset,
+    dataset: Dataset,
+    invert: bool,
+    present: Callable[[], np.ndarray] | None = None,
+) -> np.ndarray:
+    """The greyscale pipeline on `stored`: a frame, or every level of a frame's value range.
+
+    For levels, `present` says which of them occur in the frame (for min-max).
+    """
     from pydicom.pixels import apply_modality_lut
 
-    view = _presentation_view(dataset, index)
     try:
         values = apply_modality_lut(stored, view)
     except (ValueError, AttributeError, KeyError, TypeError, IndexError) as exc:
         raise InvalidDicom(f"the modality LUT or rescale is unusable: {exc}") from exc
     grey = _apply_voi(values, view, _little_endian(dataset))
     if grey is None:
-        grey = _min_max(values, _padding_mask(stored, dataset))
+        occurring = present() if present is not None else None
+        grey = _min_max(values, _padding_mask(stored, dataset), occurring)
     if invert:
         grey = 255.0 - grey
     return _to_uint8(grey)
@@ -424,10 +466,14 @@ def _padding_mask(stored: np.ndarray, dataset: Dataset) -> np.ndarray | None:
     return (stored < low) | (stored > high)
 
 
-def _min_max(values: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+def _min_max(
+    values: np.ndarray, mask: np.ndarray | None, present: np.ndarray | None = None
+) -> np.ndarray:
     import numpy as np
 
     valid = np.isfinite(values) if values.dtype.kind == "f" else np.ones(values.shape, bool)
+    if present is not None:
+        valid &= present
     if mask is not None and (valid & mask).any():
         valid &= mask
     if not valid.any():

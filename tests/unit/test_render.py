@@ -6,6 +6,7 @@ import copy
 import io
 import subprocess
 import sys
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -13,10 +14,11 @@ from PIL import Image
 from pydicom import Dataset, dcmread
 from pydicom.data import get_testdata_file
 from pydicom.dataset import FileMetaDataset
-from pydicom.pixels import apply_color_lut
+from pydicom.pixels import apply_color_lut, apply_modality_lut, apply_windowing
 from pydicom.sequence import Sequence
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from shared.dicom import render
 from shared.dicom.render import (
     RENDER_MEDIA_TYPES,
     Viewport,
@@ -25,6 +27,7 @@ from shared.dicom.render import (
     render_instance,
 )
 from shared.errors import InvalidArgument, InvalidDicom, NotAcceptable
+from tests.dicom_factory import Spec, make_dataset
 
 _CACHE: dict[str, Dataset] = {}
 
@@ -205,6 +208,99 @@ def test_monochrome1_is_inverted() -> None:
     assert np.array_equal(inverted.astype(int), 255 - plain.astype(int))
     assert abs(inverted.mean() - (255 - plain.mean())) < 0.01
     assert abs(inverted.mean() - plain.mean()) > 10
+
+
+def per_pixel_grey(ds: Dataset) -> np.ndarray:
+    """The float64 per-pixel maths the renderer used before its lookup tables (no padding)."""
+    values = apply_modality_lut(ds.pixel_array, ds)
+    if "WindowCenter" in ds:
+        window = Dataset()
+        window.PhotometricInterpretation = "MONOCHROME2"
+        window.BitsStored = 8
+        window.PixelRepresentation = 0
+        window.WindowCenter = float(np.ravel(ds.WindowCenter)[0])
+        window.WindowWidth = float(np.ravel(ds.WindowWidth)[0])
+        window.VOILUTFunction = ds.get("VOILUTFunction", "LINEAR")
+        grey = apply_windowing(values, window)
+    else:
+        low, high = float(values.min()), float(values.max())
+        grey = (values.astype(np.float64) - low) * (255.0 / (high - low))
+    if ds.PhotometricInterpretation == "MONOCHROME1":
+        grey = 255.0 - grey
+    return np.clip(np.rint(grey), 0, 255).astype(np.uint8)
+
+
+def _ct_small_windowed_monochrome1() -> Dataset:
+    ds = load("CT_small.dcm")
+    ds.WindowCenter, ds.WindowWidth = 40, 400
+    ds.PhotometricInterpretation = "MONOCHROME1"
+    return ds
+
+
+def _synthetic_ct(**attributes: object) -> Dataset:
+    ds = make_dataset(Spec(rows=512, columns=512, seed=7))
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
+    return ds
+
+
+@pytest.mark.parametrize(
+    "build",
+    [
+        pytest.param(lambda: load("CT_small.dcm"), id="ct-small-min-max"),
+        pytest.param(_ct_small_windowed_monochrome1, id="ct-small-window-monochrome1"),
+        pytest.param(lambda: load("MR_small.dcm"), id="mr-small-window"),
+        pytest.param(_synthetic_ct, id="synthetic-512-window"),
+        pytest.param(lambda: _synthetic_ct(VOILUTFunction="LINEAR_EXACT"), id="linear-exact"),
+        pytest.param(lambda: _synthetic_ct(VOILUTFunction="SIGMOID"), id="sigmoid"),
+        pytest.param(lambda: _synthetic_ct(RescaleSlope=0.5, WindowWidth=1), id="slope-width-1"),
+    ],
+)
+def test_lookup_table_matches_per_pixel_maths(build: Callable[[], Dataset]) -> None:
+    ds = build()
+    rendered = png(ds)
+    assert np.abs(rendered.astype(int) - per_pixel_grey(ds).astype(int)).max() <= 1
+    # The module's own per-pixel path, which float frames and wide value ranges still take.
+    view = render._presentation_view(ds, 0)
+    direct = render._grey_values(
+        ds.pixel_array, view, ds, ds.PhotometricInterpretation == "MONOCHROME1"
+    )
+    assert np.array_equal(rendered, direct)
+
+
+def test_window_is_computed_per_stored_value_not_per_pixel(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sizes: list[int] = []
+    original = render._apply_window
+
+    def recording(values: np.ndarray, *window: object) -> np.ndarray:
+        sizes.append(values.size)
+        return original(values, *window)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(render, "_apply_window", recording)
+    ds = _synthetic_ct()
+    png(ds)
+    assert sizes == [int(ds.pixel_array.max()) - int(ds.pixel_array.min()) + 1]
+
+
+def test_min_max_through_the_table_ignores_absent_levels_and_padding() -> None:
+    # Levels 1..99 and 401..999 lie inside the stored range but occur nowhere in the frame.
+    values = np.array([[0, 100], [400, 1000]], dtype=np.uint16)
+    pixels = png(native(values, PixelPaddingValue=1000))
+    assert (pixels[0, 0], pixels[0, 1], pixels[1, 0]) == (0, 64, 255)
+    assert pixels[1, 1] == 255
+
+
+def test_wide_32_bit_range_falls_back_to_per_pixel_maths() -> None:
+    values = np.array([[0, 1 << 30], [1 << 29, 3 << 29]], dtype=np.uint32)
+    assert render._table_bounds(values) is None
+    ds = native(np.zeros((2, 2)))
+    ds.BitsAllocated = ds.BitsStored = 32
+    ds.HighBit = 31
+    ds.PixelData = values.astype("<u4").tobytes()
+    pixels = png(ds)
+    assert (pixels[0, 0], pixels[1, 0], pixels[0, 1], pixels[1, 1]) == (0, 85, 170, 255)
 
 
 def test_voi_lut_sequence_wins_over_window() -> None:
