@@ -22,6 +22,19 @@ STORE = "projects/local/locations/local/datasets/default/dicomStores/default"
 DW = f"/v1/{STORE}/dicomWeb"
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`local_only` tests inspect embedded internals: their cloud variants are not collected."""
+    removed = [
+        item
+        for item in items
+        if item.get_closest_marker("local_only")
+        and getattr(getattr(item, "callspec", None), "params", {}).get("services") == "gcp"
+    ]
+    if removed:
+        config.hook.pytest_deselected(items=removed)
+        items[:] = [item for item in items if item not in removed]
+
+
 def make_settings(data_dir: Path, **overrides: object) -> Settings:
     return dataclasses.replace(Settings(), data_dir=data_dir, **overrides)  # type: ignore[arg-type]
 
@@ -32,8 +45,6 @@ def services(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Service
 
     Modules that look at local-only internals mark themselves `local_only`.
     """
-    if request.param == "gcp" and request.node.get_closest_marker("local_only"):
-        pytest.skip("this test inspects embedded-mode internals")
     settings = make_settings(tmp_path / "data")
     if request.param == "gcp":
         settings = _cloud_settings(request, settings)
