@@ -365,6 +365,27 @@ def multipart_chunks(
     yield (lead + f"--{boundary}--\r\n").encode("ascii")
 
 
+def multipart_length(
+    part_headers: list[dict[str, str]], body_lengths: list[int], boundary: str
+) -> int:
+    """The exact byte count multipart_chunks emits for parts with these headers and body sizes.
+
+    Lets a response announce Content-Length (and keep the connection alive) while streaming.
+    """
+    if len(part_headers) != len(body_lengths):
+        raise ValueError("one body length is needed per part")
+    _boundary_bytes(boundary)
+    total = 0
+    lead = ""
+    for headers, body_length in zip(part_headers, body_lengths, strict=True):
+        if body_length < 0:
+            raise ValueError(f"negative part body length {body_length}")
+        head = lead + f"--{boundary}\r\n" + _header_block(headers) + "\r\n"
+        total += len(head.encode("utf-8")) + body_length
+        lead = "\r\n"
+    return total + len((lead + f"--{boundary}--\r\n").encode("ascii"))
+
+
 def _header_block(headers: dict[str, str]) -> str:
     lines = []
     for name, value in headers.items():

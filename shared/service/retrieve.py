@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterator
 from typing import BinaryIO
 
@@ -15,6 +16,8 @@ from shared.domain.identifiers import validate_uid
 from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
 from shared.errors import InvalidArgument, NotAcceptable, NotFound
 from shared.service.context import Services
+
+logger = logging.getLogger(__name__)
 
 _CHUNK = 1 << 20
 _NATIVE_LE = (codecs.EXPLICIT_VR_LE, codecs.IMPLICIT_VR_LE)
@@ -104,14 +107,56 @@ def check_transcodable(records: list[InstanceRecord], requested: str | None) -> 
 
 
 def instance_chunks(services: Services, record: InstanceRecord, target: str) -> Iterator[bytes]:
-    """The instance's Part-10 bytes in `target`, streamed from the blob when no work is needed."""
+    """The instance's Part-10 bytes in `target`, streamed from the blob when no work is needed.
+
+    As stored, exactly `record.size` bytes come out (see stored_chunks), so a response may
+    announce that length before the first byte.
+    """
     if target == record.transfer_syntax:
-        with services.blobs.open(record.blob_key) as handle:
-            while chunk := handle.read(_CHUNK):
-                yield chunk
+        yield from stored_chunks(services, record)
         return
     with services.blobs.open(record.blob_key) as handle:
         yield codecs.transcode_instance(handle, target)
+
+
+def stored_length(record: InstanceRecord, target: str) -> int | None:
+    """The byte count instance_chunks yields for `target`, or None when it is not known ahead."""
+    return record.size if target == record.transfer_syntax else None
+
+
+def stored_chunks(services: Services, record: InstanceRecord) -> Iterator[bytes]:
+    """Exactly record.size bytes of the blob; raises, before the last byte, if the blob differs.
+
+    Responses announce record.size as their Content-Length, so a blob shorter or longer than
+    the index says must not be sent as if it were whole: the error is logged and the stream
+    aborted before the announced length is reached, which a client sees as a truncated body.
+    """
+    remaining = record.size
+    with services.blobs.open(record.blob_key) as handle:
+        while remaining > 0:
+            chunk = handle.read(min(_CHUNK, remaining))
+            if not chunk:
+                raise _size_mismatch(record, "shorter", record.size - remaining)
+            remaining -= len(chunk)
+            if remaining == 0 and handle.read(1):
+                raise _size_mismatch(record, "longer", record.size + 1)
+            yield chunk
+        if record.size == 0 and handle.read(1):
+            raise _size_mismatch(record, "longer", 1)
+
+
+def _size_mismatch(record: InstanceRecord, what: str, seen: int) -> BlobSizeMismatch:
+    at_least = "at least " if what == "longer" else ""
+    message = (
+        f"blob {record.blob_key!r} of instance {record.sop_uid} is {what} ({at_least}{seen} "
+        f"bytes) than the {record.size} bytes recorded in the index: response aborted"
+    )
+    logger.error(message)
+    return BlobSizeMismatch(message)
+
+
+class BlobSizeMismatch(RuntimeError):
+    """The stored object does not have the size the index records (a corrupt store)."""
 
 
 def load_dataset(services: Services, record: InstanceRecord) -> Dataset:

@@ -231,10 +231,12 @@ def _retrieve(call: Call, records: list[InstanceRecord], *, instance: bool) -> R
     if not choice.multipart:
         record = records[0]
         target = retrieve.output_syntax(record, choice.transfer_syntax)
-        return Response(
+        # As stored, the size is known: Content-Length lets the connection stay alive.
+        # Transcoded, it is not, so the response is chunked.
+        return responses.stream_response(
             retrieve.instance_chunks(services, record, target),
-            content_type=f"application/dicom; transfer-syntax={target}",
-            direct_passthrough=True,
+            f"application/dicom; transfer-syntax={target}",
+            retrieve.stored_length(record, target),
         )
 
     def parts() -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
@@ -244,6 +246,7 @@ def _retrieve(call: Call, records: list[InstanceRecord], *, instance: bool) -> R
             yield headers, retrieve.instance_chunks(services, record, target)
 
     extra = f"; transfer-syntax={choice.transfer_syntax}" if choice.transfer_syntax else ""
+    # Stays chunked even when every instance goes out as stored: responses.DCMWEB_CHUNKED.
     return responses.multipart_response(parts(), "application/dicom", extra)
 
 
@@ -259,6 +262,7 @@ def _frames(call: Call, record: InstanceRecord, numbers: list[int]) -> Response:
         return responses.bytes_response(payloads[0], part_type)
     parts = (({"Content-Type": part_type}, [payload]) for payload in payloads)
     extra = f"; transfer-syntax={choice.transfer_syntax}" if choice.transfer_syntax else ""
+    # Chunked on purpose (dcmweb fetches frames as multipart): responses.DCMWEB_CHUNKED.
     return responses.multipart_response(parts, choice.media_type, extra)
 
 
@@ -319,8 +323,9 @@ def _bulkdata(call: Call, record: InstanceRecord, tag_path: str) -> Response:
         return response
     if not choice.multipart:
         return responses.bytes_response(value, "application/octet-stream")
-    parts = [({"Content-Type": "application/octet-stream"}, [value])]
-    return responses.multipart_response(parts, "application/octet-stream")
+    # Length-known: dcmweb never asks for bulk data, so no reader depends on chunk edges here.
+    parts = [({"Content-Type": "application/octet-stream"}, value)]
+    return responses.multipart_bytes_response(parts, "application/octet-stream")
 
 
 def byte_range(header: str, size: int) -> tuple[int, int]:
