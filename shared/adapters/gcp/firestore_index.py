@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import dataclasses
 import hashlib
@@ -20,6 +18,17 @@ from google.api_core import exceptions as google_exceptions
 from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
+from shared.adapters.index_common import (
+    dataset_of,
+    decode_token,
+    encode_token,
+    first,
+    instance_number,
+    levels,
+    list_element,
+    number_element,
+    uid_element,
+)
 from shared.dicom import attributes
 from shared.dicom.attributes import SERIES_UID, SOP_UID, STUDY_UID, tag_of
 from shared.dicom.query import (
@@ -36,7 +45,7 @@ from shared.dicom.query import (
 from shared.domain.operations import utc_now
 from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import Condition, Level, MatchKind, SearchQuery
-from shared.errors import AlreadyExists, InvalidArgument, NotFound
+from shared.errors import AlreadyExists, NotFound
 from shared.ports.index import INCOMPLETE
 
 if TYPE_CHECKING:
@@ -154,35 +163,6 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def _uid_element(uid: str) -> DicomJson:
-    return {"vr": "UI", "Value": [uid]}
-
-
-def _first(element: Any, vr: str) -> str | None:
-    values = string_values(element, vr)
-    return values[0] if values and values[0] != "" else None
-
-
-def _instance_number(metadata: DicomJson) -> int | None:
-    text = _first(metadata.get(INSTANCE_NUMBER), "IS")
-    try:
-        return None if text is None else int(float(text))
-    except ValueError:
-        return None
-
-
-def _levels(record: InstanceRecord) -> tuple[DicomJson, DicomJson]:
-    """Study and series attributes of a record, with the UIDs taken from its key."""
-    study, series = record.study, record.series
-    if not study or not series:
-        split_study, split_series = attributes.split_levels(record.metadata)
-        study, series = study or split_study, series or split_series
-    return (
-        {**study, STUDY_UID: _uid_element(record.study_uid)},
-        {**series, SERIES_UID: _uid_element(record.series_uid)},
-    )
-
-
 def metadata_summary(metadata: DicomJson) -> tuple[str, bool]:
     """The metadata as JSON without elements over 2 KiB, capped near 64 KiB; complete flag.
 
@@ -242,7 +222,7 @@ def _instance_document(record: InstanceRecord) -> dict[str, Any]:
         "header_length": record.header_length,
         "trailer_offset": record.trailer_offset,
         "create_time": record.create_time,
-        "instance_number": _instance_number(record.metadata),
+        "instance_number": instance_number(record.metadata),
     }
 
 
@@ -289,7 +269,7 @@ def _study_document(record: InstanceRecord, study: DicomJson) -> dict[str, Any]:
         "deleting": False,
     }
     for tag, (name, vr) in _STUDY_FIELDS.items():
-        document[name] = _first(study.get(tag), vr)
+        document[name] = first(study.get(tag), vr)
     return document
 
 
@@ -298,7 +278,7 @@ def _series_document(record: InstanceRecord, series: DicomJson) -> dict[str, Any
         "study_uid": record.study_uid,
         "series_uid": record.series_uid,
         "attrs": _dumps(series),
-        "modality": _first(series.get(MODALITY), "CS"),
+        "modality": first(series.get(MODALITY), "CS"),
         "visible": record.state == ACTIVE,
         "deleting": False,
     }
@@ -312,26 +292,6 @@ def _store_record(data: dict[str, Any]) -> StoreRecord:
         config=json.loads(data["config"]),
         create_time=data["create_time"],
     )
-
-
-def _dataset_of(store_name: str) -> str:
-    return store_name.rsplit("/dicomStores/", 1)[0]
-
-
-def _encode_token(dataset: str, last_name: str) -> str:
-    raw = json.dumps({"d": dataset, "n": last_name}, separators=(",", ":")).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii")
-
-
-def _decode_token(dataset: str, token: str) -> str:
-    """The last store name of the previous page; InvalidArgument for a forged or stale token."""
-    try:
-        body = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-        if body["d"] == dataset and isinstance(body["n"], str):
-            return str(body["n"])
-    except (ValueError, TypeError, KeyError, UnicodeError, binascii.Error):
-        pass
-    raise InvalidArgument("invalid page token")
 
 
 def _number_key(number: Any) -> tuple[int, Any]:
@@ -711,7 +671,7 @@ class FirestoreIndex:
             {
                 "name": created.name,
                 "store_id": created.store_id,
-                "dataset": _dataset_of(created.name),
+                "dataset": dataset_of(created.name),
                 "labels": json.dumps(created.labels),
                 "config": json.dumps(created.config),
                 "create_time": created.create_time,
@@ -741,7 +701,7 @@ class FirestoreIndex:
     ) -> tuple[list[StoreRecord], str | None]:
         """Stores of a dataset ordered by name, and the token of the next page (None at end)."""
         size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
-        after = _decode_token(dataset, page_token) if page_token else ""
+        after = decode_token(dataset, page_token) if page_token else ""
         query = self.stores.where(filter=FieldFilter("dataset", "==", dataset))
         if after:
             query = query.where(filter=FieldFilter("name", ">", after))
@@ -749,7 +709,7 @@ class FirestoreIndex:
         snapshots = list(query.order_by("name").limit(size + 1).stream())
         stores = [_store_record(snapshot.to_dict() or {}) for snapshot in snapshots[:size]]
         more = len(snapshots) > size
-        return stores, _encode_token(dataset, stores[-1].name) if more else None
+        return stores, encode_token(dataset, stores[-1].name) if more else None
 
     def update_store(self, store: StoreRecord) -> StoreRecord:
         """Replace labels and config of an existing store; NotFound otherwise."""
@@ -817,7 +777,7 @@ class FirestoreIndex:
         if not found[docs.root.path].exists:
             reference.delete()
             raise NotFound(f"no DICOM store with id {record.store_id}")
-        study, series = _levels(record)
+        study, series = levels(record)
         active = record.state == ACTIVE
         self._ensure(study_ref, found[study_ref.path], _study_document(record, study), active)
         self._ensure(series_ref, found[series_ref.path], _series_document(record, series), active)
@@ -993,7 +953,7 @@ class FirestoreIndex:
         if not found:
             return
         record = _record(found[0].to_dict() or {})
-        study_attrs, series_attrs = _levels(record)
+        study_attrs, series_attrs = levels(record)
         document = (
             _study_document(record, study_attrs)
             if series is None
@@ -1100,14 +1060,6 @@ def _aggregate(query: Any) -> dict[str, Any]:
 def _first_uid(result: DicomJson, tag: str) -> str | None:
     values = string_values(result.get(tag), "UI")
     return values[0] if values else None
-
-
-def _number_element(count: int) -> DicomJson:
-    return {"vr": "IS", "Value": [count]}
-
-
-def _list_element(vr: str, values: set[str]) -> DicomJson:
-    return {"vr": vr, "Value": sorted(values)} if values else {"vr": vr}
 
 
 class _Search:
@@ -1386,7 +1338,7 @@ class _Search:
         if self.level is Level.SERIES:
             return {**series_attrs, **study_attrs}
         result: DicomJson = json.loads(data["metadata"])
-        result[SOP_UID] = _uid_element(data["sop_uid"])
+        result[SOP_UID] = uid_element(data["sop_uid"])
         result.update(series_attrs)
         result.update(study_attrs)
         if not data.get("metadata_complete", True):
@@ -1410,7 +1362,7 @@ class _Search:
             result.update(figures.get(study or "", {}))
             pair = self._pair(result) if pairs else None
             if pair is not None and pair in self.series_counts:
-                result[SERIES_INSTANCE_COUNT] = _number_element(self.series_counts[pair])
+                result[SERIES_INSTANCE_COUNT] = number_element(self.series_counts[pair])
 
     @staticmethod
     def _pair(result: DicomJson) -> tuple[str, str] | None:
@@ -1424,17 +1376,17 @@ class _Search:
             for study, found in figures.items():
                 modalities, count = self.facts[study]
                 if MODALITIES_IN_STUDY in tags:
-                    found[MODALITIES_IN_STUDY] = _list_element("CS", modalities)
+                    found[MODALITIES_IN_STUDY] = list_element("CS", modalities)
                 if STUDY_SERIES_COUNT in tags:
-                    found[STUDY_SERIES_COUNT] = _number_element(count)
+                    found[STUDY_SERIES_COUNT] = number_element(count)
         if STUDY_INSTANCE_COUNT in tags:
             self._count_studies(studies)
             for study, found in figures.items():
-                found[STUDY_INSTANCE_COUNT] = _number_element(self.study_counts[study])
+                found[STUDY_INSTANCE_COUNT] = number_element(self.study_counts[study])
         if SOP_CLASSES_IN_STUDY in tags:
             self._load_sop_classes(studies)
             for study, found in figures.items():
-                found[SOP_CLASSES_IN_STUDY] = _list_element("UI", self.sop_classes[study])
+                found[SOP_CLASSES_IN_STUDY] = list_element("UI", self.sop_classes[study])
         return figures
 
     def load_facts(self, studies: Sequence[str]) -> None:

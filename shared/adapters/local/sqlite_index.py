@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import dataclasses
 import json
@@ -19,6 +17,17 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+from shared.adapters.index_common import (
+    dataset_of,
+    decode_token,
+    encode_token,
+    first,
+    instance_number,
+    levels,
+    list_element,
+    number_element,
+    uid_element,
+)
 from shared.dicom import attributes
 from shared.dicom.attributes import SERIES_UID, SOP_UID, STUDY_UID, tag_of
 from shared.dicom.query import (
@@ -30,12 +39,11 @@ from shared.dicom.query import (
     prefix_upper_bound,
     query_number,
     stored_name_tokens,
-    string_values,
 )
 from shared.domain.operations import utc_now
 from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import Condition, Level, MatchKind, SearchQuery
-from shared.errors import AlreadyExists, InvalidArgument, NotFound
+from shared.errors import AlreadyExists, NotFound
 
 logger = logging.getLogger(__name__)
 
@@ -215,35 +223,6 @@ def _unpack(blob: bytes) -> Any:
     return json.loads(zlib.decompress(blob))
 
 
-def _uid_element(uid: str) -> DicomJson:
-    return {"vr": "UI", "Value": [uid]}
-
-
-def _first(element: Any, vr: str) -> str | None:
-    values = string_values(element, vr)
-    return values[0] if values and values[0] != "" else None
-
-
-def _instance_number(metadata: DicomJson) -> int | None:
-    text = _first(metadata.get(INSTANCE_NUMBER), "IS")
-    try:
-        return None if text is None else int(float(text))
-    except ValueError:
-        return None
-
-
-def _levels(record: InstanceRecord) -> tuple[DicomJson, DicomJson]:
-    """Study and series attributes of a record, with the UIDs taken from its key."""
-    study, series = record.study, record.series
-    if not study or not series:
-        split_study, split_series = attributes.split_levels(record.metadata)
-        study, series = study or split_study, series or split_series
-    return (
-        {**study, STUDY_UID: _uid_element(record.study_uid)},
-        {**series, SERIES_UID: _uid_element(record.series_uid)},
-    )
-
-
 def _instance_values(record: InstanceRecord) -> tuple[Any, ...]:
     frames = [[[span.offset, span.length] for span in frame] for frame in record.frames]
     return (
@@ -267,7 +246,7 @@ def _instance_values(record: InstanceRecord) -> tuple[Any, ...]:
         record.header_length,
         record.trailer_offset,
         record.create_time,
-        _instance_number(record.metadata),
+        instance_number(record.metadata),
     )
 
 
@@ -310,26 +289,6 @@ def _store(row: sqlite3.Row) -> StoreRecord:
         config=json.loads(row["config"]),
         create_time=row["create_time"],
     )
-
-
-def _dataset_of(store_name: str) -> str:
-    return store_name.rsplit("/dicomStores/", 1)[0]
-
-
-def _encode_token(dataset: str, last_name: str) -> str:
-    raw = json.dumps({"d": dataset, "n": last_name}, separators=(",", ":")).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii")
-
-
-def _decode_token(dataset: str, token: str) -> str:
-    """The last store name of the previous page; InvalidArgument for a forged or stale token."""
-    try:
-        body = json.loads(base64.urlsafe_b64decode(token.encode("ascii")))
-        if body["d"] == dataset and isinstance(body["n"], str):
-            return str(body["n"])
-    except (ValueError, TypeError, KeyError, UnicodeError, binascii.Error):
-        pass
-    raise InvalidArgument("invalid page token")
 
 
 # --- search planning ---------------------------------------------------------------------
@@ -629,7 +588,7 @@ class SqliteIndex:
                     (
                         created.name,
                         created.store_id,
-                        _dataset_of(created.name),
+                        dataset_of(created.name),
                         json.dumps(created.labels),
                         json.dumps(created.config),
                         created.create_time,
@@ -652,7 +611,7 @@ class SqliteIndex:
     ) -> tuple[list[StoreRecord], str | None]:
         """Stores of a dataset ordered by name, and the token of the next page (None at end)."""
         size = DEFAULT_PAGE_SIZE if page_size <= 0 else min(page_size, MAX_PAGE_SIZE)
-        after = _decode_token(dataset, page_token) if page_token else ""
+        after = decode_token(dataset, page_token) if page_token else ""
         with self._connection() as conn:
             rows = conn.execute(
                 "SELECT * FROM stores WHERE dataset = ? AND name > ? ORDER BY name LIMIT ?",
@@ -660,7 +619,7 @@ class SqliteIndex:
             ).fetchall()
         stores = [_store(row) for row in rows[:size]]
         more = len(rows) > size
-        return stores, _encode_token(dataset, stores[-1].name) if more else None
+        return stores, encode_token(dataset, stores[-1].name) if more else None
 
     def update_store(self, store: StoreRecord) -> StoreRecord:
         """Replace labels and config of an existing store; NotFound otherwise."""
@@ -728,7 +687,7 @@ class SqliteIndex:
     @staticmethod
     def _count_added(conn: sqlite3.Connection, record: InstanceRecord) -> None:
         """Create or count the study and series rows of a newly inserted instance."""
-        study, series = _levels(record)
+        study, series = levels(record)
         active = 1 if record.state == ACTIVE else 0
         _count_study(conn, record, study, active)
         conn.execute(
@@ -742,7 +701,7 @@ class SqliteIndex:
                 record.study_uid,
                 record.series_uid,
                 json.dumps(series),
-                _first(series.get(MODALITY), "CS"),
+                first(series.get(MODALITY), "CS"),
                 active,
             ),
         )
@@ -986,7 +945,7 @@ def _count_study(
     conn: sqlite3.Connection, record: InstanceRecord, study: DicomJson, active: int
 ) -> None:
     """Count the instance in its study row; the first instance sets attributes and tokens."""
-    columns = [_first(study.get(tag), vr) for tag, (_, vr) in _STUDY_COLUMNS.items()]
+    columns = [first(study.get(tag), vr) for tag, (_, vr) in _STUDY_COLUMNS.items()]
     names = ", ".join(column for column, _ in _STUDY_COLUMNS.values())
     count = conn.execute(
         f"INSERT INTO studies (store_id, study_uid, attrs, {names},"
@@ -1032,14 +991,6 @@ def _add_computed(
             result.update(figures.get((study, _first_uid(result, SERIES_UID)), {}))
 
 
-def _number_element(count: int) -> DicomJson:
-    return {"vr": "IS", "Value": [count]}
-
-
-def _list_element(vr: str, values: set[str]) -> DicomJson:
-    return {"vr": vr, "Value": sorted(values)} if values else {"vr": vr}
-
-
 def _study_figures(
     conn: sqlite3.Connection, store_id: str, studies: list[str], tags: frozenset[str]
 ) -> dict[_FigureKey, DicomJson]:
@@ -1055,7 +1006,7 @@ def _study_figures(
             (store_id, *studies),
         )
         for row in rows:
-            figures[row["study_uid"]][STUDY_INSTANCE_COUNT] = _number_element(row["active_count"])
+            figures[row["study_uid"]][STUDY_INSTANCE_COUNT] = number_element(row["active_count"])
     if SOP_CLASSES_IN_STUDY in tags:
         _add_sop_classes(conn, (store_id, *studies), marks, figures)
     return figures
@@ -1082,9 +1033,9 @@ def _add_series_facts(
             modalities[row["study_uid"]].add(row["modality"])
     for study, found in figures.items():
         if MODALITIES_IN_STUDY in tags:
-            found[MODALITIES_IN_STUDY] = _list_element("CS", modalities[study])
+            found[MODALITIES_IN_STUDY] = list_element("CS", modalities[study])
         if STUDY_SERIES_COUNT in tags:
-            found[STUDY_SERIES_COUNT] = _number_element(counts[study])
+            found[STUDY_SERIES_COUNT] = number_element(counts[study])
 
 
 def _add_sop_classes(
@@ -1103,7 +1054,7 @@ def _add_sop_classes(
     for row in rows:
         classes[row["study_uid"]].add(row["sop_class_uid"])
     for study, found in figures.items():
-        found[SOP_CLASSES_IN_STUDY] = _list_element("UI", classes[study])
+        found[SOP_CLASSES_IN_STUDY] = list_element("UI", classes[study])
 
 
 def _series_figures(
@@ -1117,7 +1068,7 @@ def _series_figures(
     )
     return {
         (row["study_uid"], row["series_uid"]): {
-            SERIES_INSTANCE_COUNT: _number_element(row["active_count"])
+            SERIES_INSTANCE_COUNT: number_element(row["active_count"])
         }
         for row in rows
     }
@@ -1190,7 +1141,7 @@ def _load_instances(
     parsed: dict[str, DicomJson] = {}
     for row in rows:
         result = _unpack(row["metadata"])
-        result[SOP_UID] = _uid_element(row["sop_uid"])
+        result[SOP_UID] = uid_element(row["sop_uid"])
         for text in (row["series"], row["study"]):
             if text not in parsed:
                 parsed[text] = json.loads(text)
