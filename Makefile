@@ -12,7 +12,7 @@ BQ_PINS := bqemulator==1.4.0 duckdb==1.5.5 duckdb-extensions==1.5.5 \
 CHECKOV_VENV ?= .venv-checkov
 CHECKOV_PIN  := checkov==3.3.30
 
-.PHONY: run test lint typecheck unit clean infra-check firestore-indexes function-source bench
+.PHONY: run test lint typecheck unit clean infra-check firestore-indexes function-source bench run-cloud
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ $(CHECKOV_VENV)/.installed-checkov:
 
 run: $(VENV)/.installed-run
 	$(BIN)/dicomstore serve --port $(PORT)
+
+# The three functions on the emulators, wired by push as on Google Cloud (Ctrl-C stops all).
+run-cloud: $(VENV)/.installed-dev
+	$(BIN)/dicomstore run-cloud --port $(PORT)
 
 lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check shared functions tests infra/terraform/scripts $(wildcard bench)

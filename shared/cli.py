@@ -27,7 +27,13 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--host", help="address to bind (default DICOMSTORE_HOST or 127.0.0.1)")
     serve.add_argument("--port", type=int, help="port (default PORT or 8080)")
     serve.add_argument("--data-dir", type=Path, help="data directory (DICOMSTORE_DATA_DIR)")
+    cloud = commands.add_parser(
+        "run-cloud", help="run the three functions on the Google Cloud emulators, push-wired"
+    )
+    cloud.add_argument("--port", type=int, default=8080, help="port of dicomweb (default 8080)")
     args = parser.parse_args(argv)
+    if args.command == "run-cloud":
+        return run_cloud(args.port)
     settings = Settings.from_env()
     overrides = {
         key: value
@@ -36,6 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     }
     settings = dataclasses.replace(settings, **overrides)
     return serve_forever(settings)
+
+
+def run_cloud(port: int) -> int:
+    """`dicomstore run-cloud`: see shared/devcloud/run.py."""
+    import os
+
+    from shared.devcloud.emulators import EmulatorUnavailable
+    from shared.devcloud.run import run_cloud as run
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    store = Settings.from_env({**os.environ, "DICOMSTORE_BACKEND": "local"}).default_store
+    try:
+        return run(port, store)
+    except EmulatorUnavailable as exc:
+        sys.stderr.write(f"run-cloud: {exc}\n")
+        return 2
 
 
 def serve_forever(settings: Settings) -> int:
