@@ -13,7 +13,28 @@ from shared.dicom.query import string_values
 from shared.domain.records import DicomJson, InstanceRecord
 from shared.errors import InvalidArgument
 
+PATIENT_NAME = tag_of("PatientName")
+PATIENT_ID = tag_of("PatientID")
+ACCESSION_NUMBER = tag_of("AccessionNumber")
+REFERRING_PHYSICIAN = tag_of("ReferringPhysicianName")
+STUDY_DATE = tag_of("StudyDate")
+MODALITY = tag_of("Modality")
 INSTANCE_NUMBER = tag_of("InstanceNumber")
+SOP_CLASS_UID = tag_of("SOPClassUID")
+MODALITIES_IN_STUDY = tag_of("ModalitiesInStudy")
+SOP_CLASSES_IN_STUDY = tag_of("SOPClassesInStudy")
+STUDY_SERIES_COUNT = tag_of("NumberOfStudyRelatedSeries")
+STUDY_INSTANCE_COUNT = tag_of("NumberOfStudyRelatedInstances")
+SERIES_INSTANCE_COUNT = tag_of("NumberOfSeriesRelatedInstances")
+
+# Study-level search keys kept as their own column or field: tag -> (name, VR).
+STUDY_SEARCH_FIELDS = {
+    PATIENT_NAME: ("patient_name", "PN"),
+    PATIENT_ID: ("patient_id", "LO"),
+    ACCESSION_NUMBER: ("accession_number", "SH"),
+    REFERRING_PHYSICIAN: ("referring_physician_name", "PN"),
+    STUDY_DATE: ("study_date", "DA"),
+}
 
 
 def dataset_of(store_name: str) -> str:

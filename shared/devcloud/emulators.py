@@ -45,6 +45,21 @@ class EmulatorFailed(RuntimeError):
     """The emulator started but exited or never became ready."""
 
 
+def stop_process_group(process: subprocess.Popen[bytes]) -> None:
+    """Stop a child started with start_new_session=True, and everything it forked."""
+    if process.poll() is not None:
+        return
+    # The launchers are scripts that fork java: signal the whole group, not just the script.
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(STOP_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(STOP_TIMEOUT)
+
+
 @dataclass
 class Emulator:
     """One emulator process, alone in its process group so its children die with it."""
@@ -60,17 +75,7 @@ class Emulator:
         return f"http://{self.host}"
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        # The launchers are scripts that fork java: signal the whole group, not just the script.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(STOP_TIMEOUT)
+        stop_process_group(self.process)
 
 
 @dataclass

@@ -59,7 +59,6 @@ EVENTS_TOPIC = "gcs-events"
 EVENTS_SUBSCRIPTION = "gcs-events-ingest-push"
 FINALIZED_TYPE = "google.cloud.storage.object.v1.finalized"
 READY_TIMEOUT = 60.0
-STOP_TIMEOUT = 10.0
 
 
 class _Stop(Exception):
@@ -79,16 +78,7 @@ class FunctionProcess:
         return f"http://127.0.0.1:{self.port}"
 
     def stop(self) -> None:
-        if self.process.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait(STOP_TIMEOUT)
+        emulators.stop_process_group(self.process)
 
 
 @dataclass

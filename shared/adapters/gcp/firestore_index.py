@@ -19,6 +19,16 @@ from google.cloud import firestore
 from google.cloud.firestore_v1.base_query import FieldFilter
 
 from shared.adapters.index_common import (
+    INSTANCE_NUMBER,
+    MODALITIES_IN_STUDY,
+    MODALITY,
+    PATIENT_NAME,
+    SERIES_INSTANCE_COUNT,
+    SOP_CLASS_UID,
+    SOP_CLASSES_IN_STUDY,
+    STUDY_INSTANCE_COUNT,
+    STUDY_SEARCH_FIELDS,
+    STUDY_SERIES_COUNT,
     dataset_of,
     decode_token,
     encode_token,
@@ -30,7 +40,7 @@ from shared.adapters.index_common import (
     uid_element,
 )
 from shared.dicom import attributes
-from shared.dicom.attributes import SERIES_UID, SOP_UID, STUDY_UID, tag_of
+from shared.dicom.attributes import SERIES_UID, SOP_UID, STUDY_UID
 from shared.dicom.query import (
     has_wildcard,
     is_prefix_pattern,
@@ -74,28 +84,7 @@ PAGE_MAX = 1000
 ADD_ATTEMPTS = 5
 COUNT_WORKERS = 8
 
-PATIENT_NAME = tag_of("PatientName")
-PATIENT_ID = tag_of("PatientID")
-ACCESSION_NUMBER = tag_of("AccessionNumber")
-REFERRING_PHYSICIAN = tag_of("ReferringPhysicianName")
-STUDY_DATE = tag_of("StudyDate")
-MODALITY = tag_of("Modality")
-INSTANCE_NUMBER = tag_of("InstanceNumber")
-SOP_CLASS_UID = tag_of("SOPClassUID")
-MODALITIES_IN_STUDY = tag_of("ModalitiesInStudy")
-SOP_CLASSES_IN_STUDY = tag_of("SOPClassesInStudy")
-STUDY_SERIES_COUNT = tag_of("NumberOfStudyRelatedSeries")
-STUDY_INSTANCE_COUNT = tag_of("NumberOfStudyRelatedInstances")
-SERIES_INSTANCE_COUNT = tag_of("NumberOfSeriesRelatedInstances")
 
-# Study document fields filled from the study's attributes: tag -> (field, VR).
-_STUDY_FIELDS = {
-    PATIENT_NAME: ("patient_name", "PN"),
-    PATIENT_ID: ("patient_id", "LO"),
-    ACCESSION_NUMBER: ("accession_number", "SH"),
-    REFERRING_PHYSICIAN: ("referring_physician_name", "PN"),
-    STUDY_DATE: ("study_date", "DA"),
-}
 _COLLECTIONS = {Level.STUDY: "studies", Level.SERIES: "series", Level.INSTANCE: "instances"}
 # Result order of each level, exactly SqliteIndex's ORDER BY (NULL InstanceNumber first).
 _ORDER = {
@@ -268,7 +257,7 @@ def _study_document(record: InstanceRecord, study: DicomJson) -> dict[str, Any]:
         "visible": record.state == ACTIVE,
         "deleting": False,
     }
-    for tag, (name, vr) in _STUDY_FIELDS.items():
+    for tag, (name, vr) in STUDY_SEARCH_FIELDS.items():
         document[name] = first(study.get(tag), vr)
     return document
 
@@ -416,8 +405,8 @@ def _field_of(tag: str, level: Level) -> tuple[Level, str] | None:
         return level, "instance_number"
     if tag == MODALITY and level is not Level.STUDY:
         return Level.SERIES, "modality"
-    if tag in _STUDY_FIELDS:
-        return Level.STUDY, _STUDY_FIELDS[tag][0]
+    if tag in STUDY_SEARCH_FIELDS:
+        return Level.STUDY, STUDY_SEARCH_FIELDS[tag][0]
     return None
 
 

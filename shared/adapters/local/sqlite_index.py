@@ -18,6 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from shared.adapters.index_common import (
+    INSTANCE_NUMBER,
+    MODALITIES_IN_STUDY,
+    MODALITY,
+    PATIENT_NAME,
+    SERIES_INSTANCE_COUNT,
+    SOP_CLASS_UID,
+    SOP_CLASSES_IN_STUDY,
+    STUDY_INSTANCE_COUNT,
+    STUDY_SEARCH_FIELDS,
+    STUDY_SERIES_COUNT,
     dataset_of,
     decode_token,
     encode_token,
@@ -29,7 +39,7 @@ from shared.adapters.index_common import (
     uid_element,
 )
 from shared.dicom import attributes
-from shared.dicom.attributes import SERIES_UID, SOP_UID, STUDY_UID, tag_of
+from shared.dicom.attributes import SERIES_UID, SOP_UID, STUDY_UID
 from shared.dicom.query import (
     has_wildcard,
     is_prefix_pattern,
@@ -54,28 +64,7 @@ MAX_PAGE_SIZE = 1000
 BUSY_TIMEOUT_MS = 30_000
 _CHUNK = 500  # ids per `IN (...)` load; well under SQLite's bound-parameter limit
 
-PATIENT_NAME = tag_of("PatientName")
-PATIENT_ID = tag_of("PatientID")
-ACCESSION_NUMBER = tag_of("AccessionNumber")
-REFERRING_PHYSICIAN = tag_of("ReferringPhysicianName")
-STUDY_DATE = tag_of("StudyDate")
-MODALITY = tag_of("Modality")
-INSTANCE_NUMBER = tag_of("InstanceNumber")
-SOP_CLASS_UID = tag_of("SOPClassUID")
-MODALITIES_IN_STUDY = tag_of("ModalitiesInStudy")
-SOP_CLASSES_IN_STUDY = tag_of("SOPClassesInStudy")
-STUDY_SERIES_COUNT = tag_of("NumberOfStudyRelatedSeries")
-STUDY_INSTANCE_COUNT = tag_of("NumberOfStudyRelatedInstances")
-SERIES_INSTANCE_COUNT = tag_of("NumberOfSeriesRelatedInstances")
 
-# Study-level search columns: tag -> (column, VR) filled from the study's attributes.
-_STUDY_COLUMNS = {
-    PATIENT_NAME: ("patient_name", "PN"),
-    PATIENT_ID: ("patient_id", "LO"),
-    ACCESSION_NUMBER: ("accession_number", "SH"),
-    REFERRING_PHYSICIAN: ("referring_physician_name", "PN"),
-    STUDY_DATE: ("study_date", "DA"),
-}
 _DRIVER = {Level.STUDY: "st", Level.SERIES: "se", Level.INSTANCE: "i"}
 _ORDER = {
     Level.STUDY: "st.study_uid",
@@ -346,8 +335,8 @@ def _column(tag: str, level: Level) -> str | None:
         return "i.instance_number"
     if tag == MODALITY and level is not Level.STUDY:
         return "se.modality"
-    if tag in _STUDY_COLUMNS:
-        return f"st.{_STUDY_COLUMNS[tag][0]}"
+    if tag in STUDY_SEARCH_FIELDS:
+        return f"st.{STUDY_SEARCH_FIELDS[tag][0]}"
     return None
 
 
@@ -945,8 +934,8 @@ def _count_study(
     conn: sqlite3.Connection, record: InstanceRecord, study: DicomJson, active: int
 ) -> None:
     """Count the instance in its study row; the first instance sets attributes and tokens."""
-    columns = [first(study.get(tag), vr) for tag, (_, vr) in _STUDY_COLUMNS.items()]
-    names = ", ".join(column for column, _ in _STUDY_COLUMNS.values())
+    columns = [first(study.get(tag), vr) for tag, (_, vr) in STUDY_SEARCH_FIELDS.items()]
+    names = ", ".join(column for column, _ in STUDY_SEARCH_FIELDS.values())
     count = conn.execute(
         f"INSERT INTO studies (store_id, study_uid, attrs, {names},"
         " instance_count, active_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, ?)"
