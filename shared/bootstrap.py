@@ -8,6 +8,7 @@ import threading
 from pathlib import Path
 
 from shared.config import Settings
+from shared.ports.warehouse import Warehouse
 from shared.service.context import Services
 
 logger = logging.getLogger(__name__)
@@ -54,7 +55,15 @@ def _local(settings: Settings) -> Services:
         queue=SqliteQueue(data_dir / "queue.sqlite", workers=settings.queue_workers),
         tmp_dir=tmp_dir,
         objects=DirObjectStorage(data_dir / "gcs", fsync=settings.fsync),
+        warehouse_factory=lambda: _duckdb_warehouse(data_dir),
     )
+
+
+def _duckdb_warehouse(data_dir: Path) -> Warehouse:
+    from shared.adapters.local.duckdb_warehouse import DuckDBWarehouse
+
+    # bq://PROJECT.DATASET.TABLE is schema DATASET in this one file; sources are DATA_DIR/gcs.
+    return DuckDBWarehouse(data_dir / "bigquery.duckdb", data_dir / "gcs")
 
 
 def _gcp(settings: Settings) -> Services:
@@ -94,7 +103,18 @@ def _gcp(settings: Settings) -> Services:
         ),
         tmp_dir=tmp_dir,
         objects=GcsObjectStorage(storage),
+        warehouse_factory=lambda: _bigquery_warehouse(settings),
     )
+
+
+def _bigquery_warehouse(settings: Settings) -> Warehouse:
+    from shared.adapters.gcp.bigquery_warehouse import BigQueryWarehouse, make_bigquery_client
+
+    endpoint = settings.bigquery_emulator_host
+    if endpoint and "://" not in endpoint:
+        endpoint = f"http://{endpoint}"  # BIGQUERY_EMULATOR_HOST is host:port, like the others
+    client = make_bigquery_client(settings.gcp_project, endpoint=endpoint)
+    return BigQueryWarehouse(client)
 
 
 def get_services() -> Services:

@@ -67,6 +67,10 @@ class Settings:
     firestore_emulator_host: str | None = None
     pubsub_emulator_host: str | None = None
     storage_emulator_host: str | None = None
+    bigquery_emulator_host: str | None = None
+    # Export to BigQuery writes its rows here (as Google stages a load job) before one load;
+    # None: the blob bucket in cloud mode, "dicomstore-staging" under DATA_DIR/gcs embedded.
+    staging_bucket: str | None = None
     # Import from Cloud Storage: the storage trigger (cloud) and the inbox watcher (embedded).
     ingest_bucket: str = "ingest"
     ingest_store: str | None = None  # None: the default store
@@ -109,11 +113,26 @@ class Settings:
             firestore_emulator_host=env.get("FIRESTORE_EMULATOR_HOST") or None,
             pubsub_emulator_host=env.get("PUBSUB_EMULATOR_HOST") or None,
             storage_emulator_host=env.get("STORAGE_EMULATOR_HOST") or None,
+            bigquery_emulator_host=env.get("BIGQUERY_EMULATOR_HOST") or None,
+            staging_bucket=(
+                _bucket(env, "DICOMSTORE_STAGING_BUCKET", "")
+                if env.get("DICOMSTORE_STAGING_BUCKET")
+                else None
+            ),
             ingest_bucket=_bucket(env, "DICOMSTORE_INGEST_BUCKET", "ingest"),
             ingest_store=env.get("DICOMSTORE_INGEST_STORE") or None,
             ingest_after=_after(env, "DICOMSTORE_INGEST_AFTER"),
             ingest_watch=_bool(env, "DICOMSTORE_INGEST_WATCH", True),
         ).checked()
+
+    @property
+    def export_staging_bucket(self) -> str:
+        """Where export-to-BigQuery stages its NDJSON rows."""
+        if self.staging_bucket:
+            return self.staging_bucket
+        if self.backend == "gcp" and self.blob_bucket:
+            return self.blob_bucket
+        return "dicomstore-staging"
 
     @property
     def ingest_target(self) -> str:

@@ -27,6 +27,7 @@ _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,299}$")
 _PROJECT_RE = re.compile(r"^(?:[a-z0-9][a-z0-9.-]{0,62}:)?[a-z][a-z0-9-]{0,61}[a-z0-9]$")
 _DATASET_RE = re.compile(r"^[A-Za-z0-9_]{1,1024}$")
 _TABLE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{0,1023}$")
+_JOB_ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,1024}$")  # BigQuery's rule for job ids
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,15 @@ class Warehouse(Protocol):
         schema: Schema,
         sources: list[str],
         disposition: WriteDisposition,
+        *,
+        job_id: str | None = None,
     ) -> int:
         """Load newline-delimited JSON objects from `sources` (gs://BUCKET/OBJECT) in one job.
+
+        With a `job_id` the load happens at most once: when a load with that id already
+        succeeded, nothing is loaded again and its row count is returned (a retried export
+        never appends its rows twice). After a failed load with that id, a call raises an error
+        again (BigQuery repeats the job's error; DuckDB, which keeps no failed jobs, retries).
 
         All or nothing: a bad line leaves the table as it was. A missing table is created with
         `schema`. WRITE_EMPTY fails with Conflict when the table has rows (an existing empty
@@ -122,6 +130,13 @@ def parse_source_uri(uri: str) -> tuple[str, str]:
     if not valid:
         raise InvalidArgument(f"source must be a gs://BUCKET/OBJECT URI: {uri!r}")
     return bucket, name
+
+
+def validate_job_id(job_id: str) -> str:
+    """The job id unchanged, or InvalidArgument (letters, digits, '_' and '-' only)."""
+    if not _JOB_ID_RE.match(job_id):
+        raise InvalidArgument(f"invalid load job id {job_id!r}")
+    return job_id
 
 
 def canonical_type(name: str) -> str:

@@ -632,3 +632,45 @@ def test_a_missing_dataset(bench: Bench) -> None:
         return
     # Locally a dataset is only a DuckDB schema: it is created with its first table.
     assert bench.warehouse.load(table, SIMPLE, [source], EMPTY) == 1
+
+
+# --- load jobs with an id: at most once -------------------------------------------------------
+def test_a_load_with_a_job_id_is_not_repeated(bench: Bench) -> None:
+    table = bench.table()
+    job = f"export-{uuid.uuid4().hex}"
+    source = bench.source("a.ndjson", rows_of(3))
+    assert bench.warehouse.load(table, SIMPLE, [source], APPEND, job_id=job) == 3
+    assert bench.warehouse.load(table, SIMPLE, [source], APPEND, job_id=job) == 3
+    assert bench.warehouse.row_count(table) == 3
+    # Another id loads again: the ledger is per id, not per table.
+    bench.warehouse.load(table, SIMPLE, [source], APPEND, job_id=f"{job}-2")
+    assert bench.warehouse.row_count(table) == 6
+
+
+def test_a_repeated_job_id_does_not_trip_write_empty(bench: Bench) -> None:
+    # The retry of an export that loaded before must not fail on the rows it put there itself.
+    table = bench.table()
+    job = f"export-{uuid.uuid4().hex}"
+    source = bench.source("a.ndjson", rows_of(2))
+    bench.warehouse.load(table, SIMPLE, [source], EMPTY, job_id=job)
+    assert bench.warehouse.load(table, SIMPLE, [source], EMPTY, job_id=job) == 2
+    assert by_uid(bench.warehouse.query_rows(table)) == rows_of(2)
+
+
+def test_a_failed_load_with_a_job_id_loads_nothing(bench: Bench) -> None:
+    table = bench.table()
+    job = f"export-{uuid.uuid4().hex}"
+    bench.warehouse.load(table, SIMPLE, [bench.source("a.ndjson", rows_of(1))], EMPTY)
+    with pytest.raises(Conflict):
+        bench.warehouse.load(
+            table, SIMPLE, [bench.source("b.ndjson", rows_of(2, 1))], EMPTY, job_id=job
+        )
+    assert bench.warehouse.row_count(table) == 1
+
+
+@pytest.mark.parametrize("job_id", ["", "a b", "a/b", "x" * 1025])
+def test_a_bad_job_id_is_invalid(bench: Bench, job_id: str) -> None:
+    with pytest.raises(InvalidArgument, match="job id"):
+        bench.warehouse.load(
+            bench.table(), SIMPLE, [bench.source("a.ndjson", rows_of(1))], EMPTY, job_id=job_id
+        )

@@ -6,7 +6,7 @@ import concurrent.futures
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from google.api_core import exceptions as google_exceptions
 from google.auth import exceptions as auth_exceptions
@@ -28,10 +28,11 @@ from shared.ports.warehouse import (
     normalize_schema,
     parse_source_uri,
     schema_additions,
+    validate_job_id,
 )
 
 if TYPE_CHECKING:
-    from google.cloud.bigquery import Client, LoadJobConfig, SchemaField, Table
+    from google.cloud.bigquery import Client, LoadJob, LoadJobConfig, SchemaField, Table
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class BigQueryWarehouse:
         schema: Schema,
         sources: list[str],
         disposition: WriteDisposition,
+        *,
+        job_id: str | None = None,
     ) -> int:
         fields = normalize_schema(schema)
         disposition = WriteDisposition(disposition)
@@ -86,9 +89,17 @@ class BigQueryWarehouse:
         for uri in sources:
             parse_source_uri(uri)
         with _api_errors(table):
+            earlier = None if job_id is None else self._succeeded_job(validate_job_id(job_id))
+            if earlier is not None:
+                logger.info("load job %s ran before; not repeated", job_id)
+                return int(earlier.output_rows or 0)
             config = self._job_config(table, fields, disposition)
             job = self.client.load_table_from_uri(
-                sources, _table_id(table), job_config=config, job_id_prefix="dicomstore-load-"
+                sources,
+                _table_id(table),
+                job_config=config,
+                job_id=job_id,
+                job_id_prefix=None if job_id else "dicomstore-load-",
             )
             job.result(timeout=self.timeout)
         rows = int(job.output_rows or 0)
@@ -100,6 +111,19 @@ class BigQueryWarehouse:
             return [dict(row.items()) for row in self.client.list_rows(_table_id(table))]
 
     # --- steps ----------------------------------------------------------------------------
+    def _succeeded_job(self, job_id: str) -> LoadJob | None:
+        """The load job with this id once it has succeeded; None if there is none.
+
+        A job still running is waited for. BigQuery refuses a second job with the same id, so
+        the error of a failed one is raised again rather than retried under that id.
+        """
+        try:
+            job = self.client.get_job(job_id)
+        except google_exceptions.NotFound:
+            return None
+        job.result(timeout=self.timeout)
+        return cast("LoadJob", job)
+
     def _table(self, table: TableRef) -> Table | None:
         try:
             return self.client.get_table(_table_id(table))

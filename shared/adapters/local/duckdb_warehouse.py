@@ -28,6 +28,7 @@ from shared.ports.warehouse import (
     normalize_schema,
     parse_source_uri,
     schema_additions,
+    validate_job_id,
 )
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ _SCALARS = {
     "JSON": "JSON",
 }
 _FROM_DUCKDB = {duck: bq for bq, duck in _SCALARS.items()}
+_JOBS = "main._dicomstore_load_jobs"
 _MAX_ROW_BYTES = 100 * 1024 * 1024  # BigQuery's limit on one JSON row in a load job
 # Errors DuckDB raises for a value it cannot convert: the data is wrong, not the backend.
 _DATA_ERRORS = (
@@ -87,14 +89,27 @@ class DuckDBWarehouse:
         schema: Schema,
         sources: list[str],
         disposition: WriteDisposition,
+        *,
+        job_id: str | None = None,
     ) -> int:
         fields = normalize_schema(schema)
         disposition = WriteDisposition(disposition)
+        if job_id is not None:
+            validate_job_id(job_id)
+            done = self._job_rows(job_id)
+            if done is not None:
+                logger.info("load job %s ran before (%d rows); not repeated", job_id, done)
+                return done
         paths = self._source_paths(sources)
         rows = sum(_check_rows(path, uri, fields) for uri, path in paths)
         with self._lock, _backend_errors(), self._transaction():
+            earlier = None if job_id is None else self._job_rows_locked(job_id)
+            if earlier is not None:
+                return earlier  # a concurrent call with the same id won while rows were checked
             self._prepare(table, fields, disposition)
             loaded = self._insert(table, fields, [path for _, path in paths])
+            if job_id is not None:
+                self._conn.execute(f"INSERT INTO {_JOBS} VALUES (?, ?)", [job_id, loaded])
         logger.info("loaded %d rows into %s (%s)", loaded, table, disposition.value)
         if loaded != rows:
             logger.warning("counted %d rows but DuckDB loaded %d into %s", rows, loaded, table)
@@ -107,6 +122,19 @@ class DuckDBWarehouse:
             fields = self._schema(table)
             result = self._conn.execute(f"SELECT * FROM {_ref(table)}").fetchall()
         return [_row_out(fields, row) for row in result]
+
+    # --- load jobs ------------------------------------------------------------------------
+    def _job_rows(self, job_id: str) -> int | None:
+        with self._lock, _backend_errors():
+            return self._job_rows_locked(job_id)
+
+    def _job_rows_locked(self, job_id: str) -> int | None:
+        # The ledger lives in DuckDB's own `main` schema; BigQuery keeps its jobs, we keep ours.
+        self._conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {_JOBS} (job_id VARCHAR PRIMARY KEY, rows BIGINT)"
+        )
+        row = self._conn.execute(f"SELECT rows FROM {_JOBS} WHERE job_id = ?", [job_id]).fetchone()
+        return None if row is None else int(row[0])
 
     # --- load steps -----------------------------------------------------------------------
     def _prepare(self, table: TableRef, fields: Schema, disposition: WriteDisposition) -> None:
