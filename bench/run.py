@@ -73,7 +73,13 @@ QUICK_PARAMS = Params(
 # --- the fresh-server workloads (STOW, WADO, memory) --------------------------------------
 
 
-def fresh_workloads(params: Params, pair: list[Server]) -> dict[str, dict[str, dict[str, object]]]:
+GROUPS = ("stow", "wado", "rendered", "memory", "qido", "cold")
+FRESH_GROUPS = frozenset({"stow", "wado", "rendered", "memory"})
+
+
+def fresh_workloads(
+    params: Params, pair: list[Server], groups: frozenset[str] = FRESH_GROUPS
+) -> dict[str, dict[str, dict[str, object]]]:
     """STOW, WADO and memory on two empty servers, alternating which goes first."""
     out: dict[str, dict[str, dict[str, object]]] = {}
     step = iter(range(1000))
@@ -84,15 +90,51 @@ def fresh_workloads(params: Params, pair: list[Server]) -> dict[str, dict[str, d
         logger.info("  %s", json.dumps(out[name]))
 
     seq = workloads.ct_instances(1, params.stow_sequential)
-    run("stow_sequential", lambda s: workloads.stow_sequential(s, seq))
-    batch = workloads.ct_instances(2, params.stow_batch_total, one_study=False)
-    run("stow_batch", lambda s: workloads.stow_batches(s, batch, params.stow_batch_size))
-    parallel = workloads.ct_instances(3, params.stow_parallel_total, one_study=False)
-    clients = params.stow_parallel_clients
-    run("stow_parallel", lambda s: workloads.stow_parallel(s, parallel, clients))
+    if "stow" in groups:
+        run("stow_sequential", lambda s: workloads.stow_sequential(s, seq))
+        batch = workloads.ct_instances(2, params.stow_batch_total, one_study=False)
+        run("stow_batch", lambda s: workloads.stow_batches(s, batch, params.stow_batch_size))
+        parallel = workloads.ct_instances(3, params.stow_parallel_total, one_study=False)
+        clients = params.stow_parallel_clients
+        run("stow_parallel", lambda s: workloads.stow_parallel(s, parallel, clients))
+    elif groups & {"wado", "rendered"}:
+        for server in pair:  # the WADO workloads read what stow_sequential stores
+            workloads.stow_batches(server, seq, params.stow_batch_size)
+    if "wado" in groups:
+        _wado_workloads(params, pair, seq, run)
+    if "rendered" in groups:
+        run(
+            "wado_rendered",
+            lambda s: workloads.latency(
+                s, _urls(s.root, seq, params.rendered_requests, "/rendered"), "image/jpeg"
+            ),
+        )
+    if "memory" in groups:
+        big = workloads.ct_instances(5, params.memory_instances)
+        nbytes = sum(len(i.data) for i in big)
+        bodies = [
+            client.multipart_body(i.data for i in big[k : k + params.memory_batch])
+            for k in range(0, len(big), params.memory_batch)
+        ]
+        study = big[0].study
+        run("memory_big_study", lambda s: workloads.memory_big_study(s, bodies, study, nbytes))
+    return out
+
+
+def _urls(root: str, seq: list[workloads.Instance], n: int, suffix: str) -> list[str]:
+    return [f"{workloads.instance_url(root, seq[k % len(seq)])}{suffix}" for k in range(n)]
+
+
+def _wado_workloads(
+    params: Params,
+    pair: list[Server],
+    seq: list[workloads.Instance],
+    run: Callable[[str, Callable[[Server], dict[str, object]]], None],
+) -> None:
+    """Retrieval as stored, metadata and frames of what stow_sequential stored."""
 
     def urls(root: str, n: int, suffix: str) -> list[str]:
-        return [f"{workloads.instance_url(root, seq[k % len(seq)])}{suffix}" for k in range(n)]
+        return _urls(root, seq, n, suffix)
 
     run("wado_instance", lambda s: workloads.wado_instances(s, seq, params.wado_instances))
     run("wado_study", lambda s: workloads.wado_study(s, seq[0], params.wado_study_repeats))
@@ -135,22 +177,6 @@ def fresh_workloads(params: Params, pair: list[Server]) -> dict[str, dict[str, d
             client.MULTIPART_OCTETS,
         ),
     )
-    run(
-        "wado_rendered",
-        lambda s: workloads.latency(
-            s, urls(s.root, params.rendered_requests, "/rendered"), "image/jpeg"
-        ),
-    )
-
-    big = workloads.ct_instances(5, params.memory_instances)
-    nbytes = sum(len(i.data) for i in big)
-    bodies = [
-        client.multipart_body(i.data for i in big[k : k + params.memory_batch])
-        for k in range(0, len(big), params.memory_batch)
-    ]
-    study = big[0].study
-    run("memory_big_study", lambda s: workloads.memory_big_study(s, bodies, study, nbytes))
-    return out
 
 
 def qido_workloads(
@@ -455,13 +481,94 @@ def render(rows: list[Row], header: list[str]) -> str:
     return "\n".join(out) + "\n"
 
 
+def _groups(text: str) -> frozenset[str]:
+    chosen = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = chosen - set(GROUPS)
+    if not chosen or unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown workload {', '.join(sorted(unknown)) or text!r}:"
+            f" choose from {', '.join(GROUPS)}"
+        )
+    return chosen
+
+
+def fresh_round(
+    params: Params, groups: frozenset[str]
+) -> tuple[dict[str, dict[str, dict[str, object]]], dict[str, str]]:
+    """The fresh-server workloads of `groups` on a new store and a new Orthanc."""
+    workdir = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
+    try:
+        with (
+            servers.running(servers.start_store(workdir / "store", name=STORE, temp=True)) as store,
+            servers.running(
+                servers.start_orthanc(workdir / "orthanc", name=ORTHANC, temp=True)
+            ) as orthanc,
+        ):
+            versions = {STORE: store.version, ORTHANC: orthanc.version}
+            results = fresh_workloads(params, [store, orthanc], groups)
+            for server in (store, orthanc):
+                if not server.alive():
+                    logger.error("%s died during the run; see %s", server.name, server.log_path)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return results, versions
+
+
+def median_results(
+    rounds: list[dict[str, dict[str, dict[str, object]]]],
+) -> dict[str, dict[str, dict[str, object]]]:
+    """Per workload and server, the median of every number over `rounds` (one round: as is).
+
+    The other fields come from the first round; `rounds` keeps each round's figure.
+    """
+    if len(rounds) == 1:
+        return rounds[0]
+    merged: dict[str, dict[str, dict[str, object]]] = {}
+    for workload, per_server in rounds[0].items():
+        merged[workload] = {}
+        for server, first in per_server.items():
+            entry: dict[str, object] = dict(first)
+            for key, value in first.items():
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    continue
+                values = [
+                    v
+                    for r in rounds
+                    if isinstance(v := r.get(workload, {}).get(server, {}).get(key), int | float)
+                ]
+                entry[key] = round(statistics.median(values), 3)
+                entry.setdefault("rounds", {})
+                rounds_of = entry["rounds"]
+                assert isinstance(rounds_of, dict)
+                rounds_of[key] = values
+            merged[workload][server] = entry
+    return merged
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small counts, 10,000-instance corpus")
     parser.add_argument("--profile", action="store_true", help="then profile the store with py-spy")
     parser.add_argument("--skip-fresh", action="store_true", help="only QIDO and cold start")
     parser.add_argument("--profile-only", action="store_true", help="only the py-spy pass")
+    parser.add_argument(
+        "--only",
+        type=_groups,
+        default=frozenset(GROUPS),
+        metavar="WORKLOAD[,WORKLOAD]",
+        help=f"run only these workload groups: {', '.join(GROUPS)}",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        metavar="N",
+        help="run each selected workload N times (fresh servers each time); report medians",
+    )
     args = parser.parse_args(argv)
+    groups: frozenset[str] = args.only
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     logging.getLogger("urllib3").setLevel(logging.WARNING)
     params = QUICK_PARAMS if args.quick else FULL_PARAMS
@@ -474,6 +581,8 @@ def main(argv: list[str] | None = None) -> int:
         "machine": servers.machine(),
         "params": asdict(params),
         "corpus": {"name": size.name, "instances": size.instances, "studies": size.studies},
+        "only": sorted(groups),
+        "repeat": args.repeat,
     }
     results: dict[str, dict[str, dict[str, object]]] = {}
     versions: dict[str, str] = {}
@@ -486,44 +595,43 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(json.dumps(profile, indent=2) + "\n")
         return 0
 
-    if not args.skip_fresh:
-        workdir = Path(tempfile.mkdtemp(prefix="bench-fresh-"))
-        try:
-            with (
-                servers.running(
-                    servers.start_store(workdir / "store", name=STORE, temp=True)
-                ) as store,
-                servers.running(
-                    servers.start_orthanc(workdir / "orthanc", name=ORTHANC, temp=True)
-                ) as orthanc,
-            ):
-                versions = {STORE: store.version, ORTHANC: orthanc.version}
-                results.update(fresh_workloads(params, [store, orthanc]))
-                for server in (store, orthanc):
-                    if not server.alive():
-                        logger.error("%s died during the run; see %s", server.name, server.log_path)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+    fresh_groups = FRESH_GROUPS & groups
+    if fresh_groups and not args.skip_fresh:
+        rounds = []
+        for _ in range(args.repeat):
+            round_results, versions = fresh_round(params, fresh_groups)
+            rounds.append(round_results)
+        results.update(median_results(rounds))
 
-    markers = corpus.ensure_both(size)
-    report["corpus_load"] = markers
-    with (
-        servers.running(corpus.start(size, STORE)) as store,
-        servers.running(corpus.start(size, ORTHANC)) as orthanc,
-    ):
-        store.name, orthanc.name = STORE, ORTHANC
-        versions = {STORE: store.version, ORTHANC: orthanc.version}
-        results.update(qido_workloads(params, size, [store, orthanc]))
+    markers: dict[str, dict[str, object]] = {}
+    if "qido" in groups:
+        markers = corpus.ensure_both(size)
+        report["corpus_load"] = markers
+        rounds = []
+        with (
+            servers.running(corpus.start(size, STORE)) as store,
+            servers.running(corpus.start(size, ORTHANC)) as orthanc,
+        ):
+            store.name, orthanc.name = STORE, ORTHANC
+            versions = {STORE: store.version, ORTHANC: orthanc.version}
+            for _ in range(args.repeat):
+                rounds.append(qido_workloads(params, size, [store, orthanc]))
+        results.update(median_results(rounds))
 
-    logger.info("workload cold_start")
-    results["cold_start"] = cold_start(params)
+    if "cold" in groups:
+        logger.info("workload cold_start")
+        results["cold_start"] = cold_start(params)
     report["versions"] = versions
     report["results"] = results
     if args.profile:
         logger.info("profiling the store with py-spy")
         report["profile"] = profile_pass(params, size, profile_seconds)
 
-    rows = build_rows(results, args.quick)
+    rows = [
+        row
+        for row in build_rows(results, args.quick)
+        if row.store is not None or row.orthanc is not None
+    ]
     report["table"] = [{**asdict(r), "ratio": r.ratio} for r in rows]
     machine = report["machine"]
     assert isinstance(machine, dict)
@@ -541,9 +649,15 @@ def main(argv: list[str] | None = None) -> int:
     table = render(rows, header)
     report["finished"] = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = started.strftime("%Y%m%dT%H%M%SZ") + ("-quick" if args.quick else "")
+    partial = groups != frozenset(GROUPS)
+    stamp = (
+        started.strftime("%Y%m%dT%H%M%SZ")
+        + ("-quick" if args.quick else "")
+        + ("-only-" + "-".join(sorted(groups)) if partial else "")
+    )
     text = json.dumps(report, indent=2, default=str)
-    for name in (f"{stamp}.json", "latest.json"):
+    # A partial run is kept under its own name; latest.json stays the last complete run.
+    for name in (f"{stamp}.json",) if partial else (f"{stamp}.json", "latest.json"):
         tmp = RESULTS / f"{name}.tmp"
         tmp.write_text(text)
         tmp.replace(RESULTS / name)
