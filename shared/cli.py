@@ -85,6 +85,10 @@ def serve_forever(settings: Settings) -> int:
             ident="dicomstore",
             channel_timeout=1800,
             max_request_body_size=1 << 62,
+            # Bodies up to 2 MiB (one CT instance) stay in memory instead of a temp file per
+            # request; larger ones still spool to disk, which bounds memory per connection.
+            inbuf_overflow=2 << 20,
+            recv_bytes=256 << 10,
         )
     finally:
         if watcher is not None:
