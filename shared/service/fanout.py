@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+from shared.config import Settings
 from shared.domain.identifiers import StoreName
 from shared.domain.operations import Operation
-from shared.domain.records import StoreRecord
+from shared.domain.records import InstanceRecord, StoreRecord
+from shared.domain.search import Level, SearchQuery
 from shared.ports.queue import Message
 from shared.service.context import Services
 
@@ -18,6 +22,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_SHARD_SIZE = 200
+# Reading an operation is a round trip (two in Firestore): look for a cancel at most this often.
+CANCEL_POLL_SECONDS = 1.0
+_STUDY_PAGE = 5000
 
 
 def new_operation_id() -> str:
@@ -77,3 +84,60 @@ def complete_shard(
     if operation.shards_done < operation.shards_total:
         return False
     return services.operations.finish(name)
+
+
+def logs_url(settings: Settings, operation_name: str) -> str | None:
+    """A Cloud Logging query for the operation's log lines (they all carry its name)."""
+    if settings.backend != "gcp":
+        return None
+    query = quote(f'"{operation_name}"', safe="")
+    project = quote(settings.gcp_project or "", safe="")
+    return f"https://console.cloud.google.com/logs/query;query={query}?project={project}"
+
+
+def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter), without holding more than one."""
+    batch: list[T] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def store_instances(services: Services, store: StoreRecord) -> Iterator[InstanceRecord]:
+    """Every ACTIVE instance of the store, study by study in a stable order."""
+    offset = 0
+    while True:
+        query = SearchQuery(level=Level.STUDY, limit=_STUDY_PAGE, offset=offset)
+        page = services.index.search(store.store_id, query)
+        for result in page:
+            study_uid = result["0020000D"]["Value"][0]
+            yield from services.index.list_instances(store.store_id, study_uid)
+        if len(page) < _STUDY_PAGE:
+            return
+        offset += _STUDY_PAGE
+
+
+class CancelWatch:
+    """Looks for a cancel (or an operation already done) before the first item, then at most
+    once per `CANCEL_POLL_SECONDS`."""
+
+    def __init__(self, services: Services, name: str) -> None:
+        self.services = services
+        self.name = name
+        self.checked_at: float | None = None
+        self.stopped = False
+
+    def requested(self) -> bool:
+        now = time.monotonic()
+        if self.stopped or (
+            self.checked_at is not None and now - self.checked_at < CANCEL_POLL_SECONDS
+        ):
+            return self.stopped
+        self.checked_at = now
+        operation = self.services.operations.get(self.name)
+        self.stopped = operation.cancel_requested or operation.done
+        return self.stopped

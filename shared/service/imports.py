@@ -6,13 +6,10 @@ import hashlib
 import io
 import json
 import logging
-import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
-from urllib.parse import quote
 
-from shared.config import Settings
 from shared.domain.identifiers import StoreName
 from shared.domain.operations import API_IMPORT, Operation, utc_now
 from shared.domain.records import StoreRecord
@@ -52,8 +49,6 @@ IMPORT_ERROR_DETAILS_TYPE = (
 )
 MARKER_PREFIX = "markers/ingest"
 _EVENT_FIELDS = ("bucket", "name", "generation")
-# Reading an operation is a round trip (two in Firestore): look for a cancel at most this often.
-_CANCEL_POLL_SECONDS = 1.0
 _REQUEST_FIELDS = frozenset({"gcsSource", "blobStorageSettings"})
 # What makes a stored file fail, mapped to the google.rpc code recorded for it.
 _FAILURE_CODES = (
@@ -67,15 +62,6 @@ def object_storage(services: Services) -> ObjectStorage:
     return services.objects
 
 
-def logs_url(settings: Settings, operation_name: str) -> str | None:
-    """A Cloud Logging query for the operation's log lines (they all carry its name)."""
-    if settings.backend != "gcp":
-        return None
-    query = quote(f'"{operation_name}"', safe="")
-    project = quote(settings.gcp_project or "", safe="")
-    return f"https://console.cloud.google.com/logs/query;query={query}?project={project}"
-
-
 # --- the :import operation -------------------------------------------------------------------
 def start_import(services: Services, store: StoreRecord, body: dict[str, Any]) -> Operation:
     """`POST {store}:import`: validate now, list and import in queued tasks."""
@@ -86,7 +72,7 @@ def start_import(services: Services, store: StoreRecord, body: dict[str, Any]) -
         Operation(
             name=name,
             api_method_name=API_IMPORT,
-            logs_url=logs_url(services.settings, name),
+            logs_url=fanout.logs_url(services.settings, name),
             details={"store": store.name, "uri": glob.uri, "storageClass": storage_class},
         )
     )
@@ -143,7 +129,7 @@ def handle_import_plan(services: Services, payload: dict[str, Any]) -> None:
     glob = compile_glob(str(payload["uri"]))
     items = shards = 0
     try:
-        for batch in _batches(_matching(object_storage(services), glob), IMPORT_SHARD_SIZE):
+        for batch in fanout.batches(_matching(object_storage(services), glob), IMPORT_SHARD_SIZE):
             if services.operations.get(name).cancel_requested:
                 logger.info("import operation %s cancelled while listing", name)
                 return
@@ -168,17 +154,6 @@ def _matching(objects: ObjectStorage, glob: ObjectGlob) -> Iterator[ObjectInfo]:
         # A name ending in '/' is a folder placeholder of the Cloud console, not a file.
         if not info.name.endswith("/") and glob.matches(info.name):
             yield info
-
-
-def _batches(items: Iterable[ObjectInfo], size: int) -> Iterator[list[ObjectInfo]]:
-    batch: list[ObjectInfo] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def _shard_message(plan: dict[str, Any], number: int, batch: list[ObjectInfo]) -> Message:
@@ -206,7 +181,7 @@ def handle_import_shard(services: Services, payload: dict[str, Any]) -> None:
     bucket = str(payload["bucket"])
     store = _target_store(services, payload)
     storage_class = str(payload["storage_class"])
-    cancel = _CancelWatch(services, name)
+    cancel = fanout.CancelWatch(services, name)
     success = failure = 0
     errors: list[dict[str, Any]] = []
     for object_name, _generation in payload["objects"]:
@@ -239,28 +214,6 @@ def _target_store(services: Services, payload: dict[str, Any]) -> StoreRecord | 
     except NotFound:
         return None
     return store if store.store_id == payload["store_id"] else None
-
-
-class _CancelWatch:
-    """Looks for a cancel (or an operation already done) before the first object, then at most
-    once per `_CANCEL_POLL_SECONDS`."""
-
-    def __init__(self, services: Services, name: str) -> None:
-        self.services = services
-        self.name = name
-        self.checked_at: float | None = None
-        self.stopped = False
-
-    def requested(self) -> bool:
-        now = time.monotonic()
-        if self.stopped or (
-            self.checked_at is not None and now - self.checked_at < _CANCEL_POLL_SECONDS
-        ):
-            return self.stopped
-        self.checked_at = now
-        operation = self.services.operations.get(self.name)
-        self.stopped = operation.cancel_requested or operation.done
-        return self.stopped
 
 
 def _maybe_finish(services: Services, name: str) -> None:

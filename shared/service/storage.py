@@ -8,7 +8,6 @@ from typing import Any
 from shared.domain.identifiers import validate_uid
 from shared.domain.operations import API_SET_BLOB_STORAGE, Operation, utc_now
 from shared.domain.records import InstanceRecord, Metrics, StoreRecord
-from shared.domain.search import Level, SearchQuery
 from shared.errors import InvalidArgument, NotFound
 from shared.service import fanout
 from shared.service.context import Services
@@ -17,7 +16,6 @@ from shared.service.store import validate_storage_class
 logger = logging.getLogger(__name__)
 
 STORAGE_CLASS_TASK = "set-storage-class"
-_STUDY_PAGE = 5000
 
 
 def _counts(metrics: Metrics, *fields: str) -> dict[str, str]:
@@ -120,17 +118,7 @@ def _targets(
 
     if study is not None:
         return retrieve.find_instances(services, store, study, series, sop)
-    records: list[InstanceRecord] = []
-    offset = 0
-    while True:
-        query = SearchQuery(level=Level.STUDY, limit=_STUDY_PAGE, offset=offset)
-        page = services.index.search(store.store_id, query)
-        for result in page:
-            study_uid = result["0020000D"]["Value"][0]
-            records.extend(services.index.list_instances(store.store_id, study_uid))
-        if len(page) < _STUDY_PAGE:
-            return records
-        offset += _STUDY_PAGE
+    return list(fanout.store_instances(services, store))
 
 
 def handle_set_storage_class(services: Services, payload: dict[str, Any]) -> None:

@@ -16,7 +16,7 @@ from shared.adapters.local.dir_objects import DirObjectStorage
 from shared.domain.identifiers import StoreName
 from shared.errors import NotFound, Unavailable
 from shared.ports.queue import Message
-from shared.service import handlers, imports, stores
+from shared.service import fanout, handlers, imports, stores
 from shared.service.context import Services
 from shared.service.imports import EventOutcome
 from shared.service.watch import InboxWatcher
@@ -384,9 +384,9 @@ def test_logs_url_in_cloud_mode(services: Services) -> None:
     import dataclasses
 
     name = "projects/p/locations/l/datasets/d/operations/123"
-    assert imports.logs_url(services.settings, name) is None
+    assert fanout.logs_url(services.settings, name) is None
     cloud = dataclasses.replace(services.settings, backend="gcp", gcp_project="my-proj")
-    url = imports.logs_url(cloud, name)
+    url = fanout.logs_url(cloud, name)
     assert url == (
         "https://console.cloud.google.com/logs/query;query=%22projects%2Fp%2Flocations%2Fl"
         "%2Fdatasets%2Fd%2Foperations%2F123%22?project=my-proj"
