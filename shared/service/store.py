@@ -6,7 +6,7 @@ import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, Protocol, runtime_checkable
 
 import google_crc32c
 
@@ -53,13 +53,28 @@ def validate_storage_class(value: str | None) -> str:
     return upper
 
 
+@runtime_checkable
+class _StagingFile(Protocol):
+    def seal(self) -> None: ...
+
+
+@runtime_checkable
+class _StagingBlobStore(Protocol):
+    """A blob store that can take a file written in its own staging area without a copy."""
+
+    def stage(self) -> BinaryIO: ...
+
+
 def spool_with_checksum(services: Services, source: BinaryIO) -> tuple[BinaryIO, int, int]:
     """Copy a stream into a temp file; returns (file at offset 0, size, CRC32C).
 
     A Part-10 body sent without the 128-byte preamble and DICM magic (dicomweb-client does
     this) gets them added, so every stored object is a file that any DICOM reader opens.
+    Where the blob store stages files (local disk), the temp file is its staging file: the
+    bytes are written once, start reaching the disk now, and `blobs.put` only links them.
     """
-    spooled = services.spool()
+    blobs = services.blobs
+    spooled = blobs.stage() if isinstance(blobs, _StagingBlobStore) else services.spool()
     crc = 0
     size = 0
     try:
@@ -70,6 +85,8 @@ def spool_with_checksum(services: Services, source: BinaryIO) -> tuple[BinaryIO,
             crc = google_crc32c.extend(crc, chunk)
             size += len(chunk)
             spooled.write(chunk)
+        if isinstance(spooled, _StagingFile):
+            spooled.seal()
     except BaseException:
         spooled.close()
         raise

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import base64
+import io
 import os
+import threading
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import google_crc32c
 
@@ -15,7 +18,12 @@ from shared.adapters.keys import key_segments
 from shared.errors import NotFound, PreconditionFailed
 from shared.ports.blobs import BlobInfo
 
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
+
 _CHUNK = 1 << 20
+# fsync releases the GIL: a few threads let staged files reach the disk while requests parse.
+_SYNC_THREADS = 4
 
 
 def crc32c_b64(value: int) -> str:
@@ -49,6 +57,13 @@ class FileBlobStore:
         content_type: str = "application/dicom",
     ) -> BlobInfo:
         target = self._path(key)
+        if isinstance(data, StagedFile) and data.path.parent == self._tmp and not data.closed:
+            # Already on this disk and (being) fsynced: publish it instead of copying it.
+            data.flush()
+            if self.fsync:
+                data.wait_durable()
+            self._publish(key, data.path, target, if_absent=if_absent)
+            return self._info(key, target, data.size, data.crc, storage_class)
         tmp = self._tmp / uuid.uuid4().hex
         crc = 0
         size = 0
@@ -61,18 +76,35 @@ class FileBlobStore:
                 out.flush()
                 if self.fsync:
                     os.fsync(out.fileno())
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if if_absent:
-                try:
-                    os.link(tmp, target)  # atomic create-if-absent
-                except FileExistsError:
-                    raise PreconditionFailed(f"object {key!r} already exists") from None
-            else:
-                os.replace(tmp, target)
-            if self.fsync:
-                _fsync_dir(target.parent)
+            self._publish(key, tmp, target, if_absent=if_absent)
         finally:
             tmp.unlink(missing_ok=True)
+        return self._info(key, target, size, crc, storage_class)
+
+    def stage(self) -> StagedFile:
+        """A new file in the staging area for an object's bytes, read back before `put`.
+
+        `seal()` starts its fsync in the background; `put(key, staged)` then waits for it and
+        links the file into place, so the bytes are written once and reach the disk while the
+        caller still works on them. Closing the staged file removes its staging name.
+        """
+        return StagedFile(self._tmp / uuid.uuid4().hex, _syncer() if self.fsync else None)
+
+    def _publish(self, key: str, durable: Path, target: Path, *, if_absent: bool) -> None:
+        """Give the fsynced file `durable` its key, atomically, and make the name durable."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if if_absent:
+            try:
+                os.link(durable, target)  # atomic create-if-absent
+            except FileExistsError:
+                raise PreconditionFailed(f"object {key!r} already exists") from None
+        else:
+            os.replace(durable, target)
+        if self.fsync:
+            _fsync_dir(target.parent)
+
+    @staticmethod
+    def _info(key: str, target: Path, size: int, crc: int, storage_class: str) -> BlobInfo:
         stat = target.stat()
         return BlobInfo(key, size, crc32c_b64(crc), str(stat.st_mtime_ns), storage_class)
 
@@ -120,6 +152,65 @@ class FileBlobStore:
                 if rel.startswith(prefix):
                     keys.append(rel)
         yield from sorted(keys)
+
+
+class StagedFile(io.BufferedRandom):
+    """An object's bytes in the staging area, with their size and CRC32C as written."""
+
+    def __init__(self, path: Path, syncer: ThreadPoolExecutor | None) -> None:
+        super().__init__(io.FileIO(path, "x+"), buffer_size=_CHUNK)
+        self.path = path
+        self.size = 0
+        self.crc = 0
+        self._syncer = syncer
+        self._synced: Future[None] | None = None
+
+    def write(self, data: ReadableBuffer, /) -> int:
+        written = super().write(data)
+        # google_crc32c takes only bytes, not other buffers.
+        chunk = data if type(data) is bytes else bytes(memoryview(data))
+        self.crc = google_crc32c.extend(
+            self.crc, chunk[:written] if written < len(chunk) else chunk
+        )
+        self.size += written
+        return written
+
+    def seal(self) -> None:
+        """No more writes: start the fsync in the background (when the store fsyncs)."""
+        self.flush()
+        if self._syncer is not None and self._synced is None:
+            self._synced = self._syncer.submit(os.fsync, self.fileno())
+
+    def wait_durable(self) -> None:
+        """Return once every byte written is on disk; raises the fsync's OSError."""
+        if self._synced is None:
+            self.flush()
+            os.fsync(self.fileno())
+        else:
+            self._synced.result()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        # The fsync thread holds our descriptor number: never let it see a reused one.
+        if self._synced is not None and not self._synced.cancel():
+            self._synced.exception()
+        try:
+            super().close()
+        finally:
+            self.path.unlink(missing_ok=True)
+
+
+_sync_pool: ThreadPoolExecutor | None = None
+_sync_pool_lock = threading.Lock()
+
+
+def _syncer() -> ThreadPoolExecutor:
+    global _sync_pool
+    with _sync_pool_lock:
+        if _sync_pool is None:
+            _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="blob-fsync")
+        return _sync_pool
 
 
 def _fsync_dir(path: Path) -> None:
