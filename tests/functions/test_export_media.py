@@ -376,17 +376,49 @@ def test_png_of_16_bit_colour_is_the_rendered_image(services: Services) -> None:
 # --- image/jpeg ----------------------------------------------------------------------------
 
 
-def test_jpeg_of_16_bit_ct_is_wado_rendered(services: Services) -> None:
-    data = _grey(rows=24, columns=40, frames=2)
+def _enhanced_grey() -> bytes:
+    """Three CT frames, each with its own window in the per-frame functional groups."""
+    ds = make_dataset(Spec(rows=24, columns=40, frames=3))
+    del ds.WindowCenter, ds.WindowWidth
+    groups = []
+    for center in (0, 300, 1000):
+        window = pydicom.Dataset()
+        window.WindowCenter, window.WindowWidth = center, 400
+        group = pydicom.Dataset()
+        group.FrameVOILUTSequence = [window]
+        groups.append(group)
+    ds.PerFrameFunctionalGroupsSequence = groups
+    return to_bytes(ds)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "grey16x2",
+        "enhanced",
+        "JPEG2000.dcm",
+        "MR_small_RLE.dcm",
+        "MR_small_bigendian.dcm",
+        "rtdose.dcm",
+        "examples_palette.dcm",
+    ],
+)
+def test_jpeg_that_raw_values_cannot_give_is_wado_rendered(services: Services, name: str) -> None:
+    if name == "grey16x2":
+        data = _grey(rows=24, columns=40, frames=2)
+    else:
+        data = _enhanced_grey() if name == "enhanced" else bundled_bytes(name)
     record = _stored(services, data)
     files = _files(services, record, JPEG)
-    assert [f.relative_name for f in files] == [f"{_base(record)}/{n}.jpg" for n in (1, 2)]
-    assert {f.content_type for f in files} == {"image/jpeg"}
     dataset = pydicom.dcmread(io.BytesIO(data))
+    count = int(dataset.get("NumberOfFrames") or 1)
+    names = [f"{_base(record)}/{n}.jpg" for n in range(1, count + 1)] if count > 1 else None
+    assert [f.relative_name for f in files] == (names or [f"{_base(record)}.jpg"])
+    assert {f.content_type for f in files} == {"image/jpeg"}
     for number, file in enumerate(files, start=1):
         image = _image(_read(file))
-        assert (image.format, image.mode, image.size) == ("JPEG", "L", (40, 24))
-        assert _read(file) == render.render_frame(dataset, number, "image/jpeg")
+        assert (image.format, image.size) == ("JPEG", (dataset.Columns, dataset.Rows))
+        assert _read(file) == render.render_frame(dataset, number, "image/jpeg"), number
 
 
 def test_jpeg_of_stored_baseline_is_the_stored_codestream(services: Services) -> None:
@@ -487,9 +519,12 @@ def test_frames_of_native_instances_are_read_by_their_spans(
     monkeypatch.setattr(services.blobs, "read_range", counted)
     monkeypatch.setattr(retrieve, "load_dataset", whole)
     monkeypatch.setattr(codecs, "frames_from_instance", whole)
-    for fmt in (OCTET_NATIVE, OCTET_STORED, PNG):
+    frame = 64 * 64 * 2
+    for fmt in (OCTET_NATIVE, OCTET_STORED, PNG, JPEG):
         read.clear()
         files = export_files(services, record, fmt)
-        assert len(read) == 1, "only the first frame is read before iterating"
+        assert read.count(frame) == 1, "only the first frame is read before iterating"
         assert len(list(files)) == 4
-        assert read == [64 * 64 * 2] * 4
+        assert read.count(frame) == 4
+        # JPEG renders, so it also reads the header (and the pixel data tag after it) once.
+        assert read[:-4] == ([record.header_length + 4] if fmt == JPEG else [])
