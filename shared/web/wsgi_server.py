@@ -1,0 +1,78 @@
+"""waitress as the embedded store runs it: DICOM-sized buffers, chunked responses kept alive."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from waitress.channel import HTTPChannel
+from waitress.server import BaseWSGIServer, create_server
+from waitress.task import WSGITask
+
+logger = logging.getLogger(__name__)
+
+# Bodies up to 2 MiB (one CT instance) stay in memory instead of a temp file per request;
+# larger ones still spool to disk, which bounds memory per connection.
+INBUF_OVERFLOW = 2 << 20
+RECV_BYTES = 256 << 10
+
+
+class KeepAliveChunkedTask(WSGITask):
+    """A WSGI task that keeps the connection after a chunked HTTP/1.1 response.
+
+    waitress closes the connection after every response without a Content-Length, chunked
+    ones included, although HTTP/1.1 delimits a chunked body by its last chunk (RFC 9112
+    7.1). Multipart retrieves stay chunked for Google's dcmweb tool, so without this every
+    WADO request paid a new TCP connection. Responses without a body and without a length,
+    and requests that ask to close, still close.
+    """
+
+    def set_close_on_finish(self) -> None:
+        keep = (
+            self.chunked_response
+            and not self.wrote_header
+            and self.version == "1.1"
+            and self._requested_connection() != "close"
+        )
+        if not keep:
+            super().set_close_on_finish()
+
+    def _requested_connection(self) -> str:
+        headers: dict[str, str] = getattr(self.request, "headers", {})
+        return headers.get("CONNECTION", "").lower()
+
+
+class KeepAliveChunkedChannel(HTTPChannel):
+    """waitress's HTTP channel with KeepAliveChunkedTask."""
+
+    task_class = KeepAliveChunkedTask
+
+
+def make_server(app: Any, *, host: str, port: int, threads: int) -> Any:
+    """A waitress server for `app` (not yet running) that uses KeepAliveChunkedChannel."""
+    server: Any = create_server(
+        app,
+        host=host,
+        port=port,
+        threads=threads,
+        ident="dicomstore",
+        channel_timeout=1800,
+        max_request_body_size=1 << 62,
+        inbuf_overflow=INBUF_OVERFLOW,
+        recv_bytes=RECV_BYTES,
+    )
+    listeners = (
+        [server]
+        if isinstance(server, BaseWSGIServer)
+        else [d for d in server.map.values() if isinstance(d, BaseWSGIServer)]
+    )
+    for listener in listeners:
+        listener.channel_class = KeepAliveChunkedChannel
+    return server
+
+
+def serve(app: Any, *, host: str, port: int, threads: int) -> None:
+    """Serve `app` until interrupted, like waitress.serve."""
+    server = make_server(app, host=host, port=port, threads=threads)
+    server.print_listen("Serving on http://{}:{}")
+    server.run()
