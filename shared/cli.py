@@ -63,10 +63,10 @@ def run_cloud(port: int) -> int:
 def serve_forever(settings: Settings) -> int:
     """Serve functions/main.py's `dicomweb` with waitress, a production WSGI server."""
     import functions_framework
-    import waitress
 
     from shared import bootstrap
     from shared.logging_setup import configure_logging
+    from shared.web import wsgi_server
 
     configure_logging(settings)
     services = bootstrap.build_services(settings)
@@ -77,18 +77,8 @@ def serve_forever(settings: Settings) -> int:
     sys.stdout.write(f"DICOMweb base URL: {base}\n")
     sys.stdout.flush()
     try:
-        waitress.serve(
-            app,
-            host=settings.host,
-            port=settings.port,
-            threads=settings.server_threads,
-            ident="dicomstore",
-            channel_timeout=1800,
-            max_request_body_size=1 << 62,
-            # Bodies up to 2 MiB (one CT instance) stay in memory instead of a temp file per
-            # request; larger ones still spool to disk, which bounds memory per connection.
-            inbuf_overflow=2 << 20,
-            recv_bytes=256 << 10,
+        wsgi_server.serve(
+            app, host=settings.host, port=settings.port, threads=settings.server_threads
         )
     finally:
         if watcher is not None:
