@@ -47,6 +47,8 @@ def _local(settings: Settings) -> Services:
     data_dir = Path(settings.data_dir).resolve()
     tmp_dir = data_dir / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
+    # Export to BigQuery stages its rows in this embedded bucket (a folder, like every bucket).
+    (data_dir / "gcs" / settings.export_staging_bucket).mkdir(parents=True, exist_ok=True)
     return Services(
         settings=settings,
         blobs=FileBlobStore(data_dir / "blobs", fsync=settings.fsync),

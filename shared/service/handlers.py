@@ -8,7 +8,7 @@ from typing import Any
 
 from shared.errors import InvalidArgument
 from shared.ports.queue import ENVELOPE_VERSION, Message
-from shared.service import delete, imports, storage
+from shared.service import delete, export_workers, exports, imports, storage
 from shared.service.context import Services
 
 logger = logging.getLogger(__name__)
@@ -20,6 +20,10 @@ HANDLERS: dict[str, TaskHandler] = {
     storage.STORAGE_CLASS_TASK: storage.handle_set_storage_class,
     imports.IMPORT_PLAN_TASK: imports.handle_import_plan,
     imports.IMPORT_TASK: imports.handle_import_shard,
+    exports.EXPORT_PLAN_TASK: exports.handle_export_plan,
+    exports.EXPORT_GCS_TASK: export_workers.handle_export_gcs,
+    exports.EXPORT_BQ_TASK: export_workers.handle_export_bigquery,
+    exports.EXPORT_LOAD_TASK: export_workers.handle_export_load,
 }
 
 

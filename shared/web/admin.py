@@ -9,7 +9,7 @@ from flask import Response
 
 from shared.domain.identifiers import DatasetName, StoreName
 from shared.errors import InvalidArgument, NotFound, PayloadTooLarge
-from shared.service import imports, storage, stores
+from shared.service import exports, imports, storage, stores
 from shared.web import responses
 
 if TYPE_CHECKING:
@@ -56,6 +56,11 @@ def store_resource(call: Call, name: StoreName, verb: str) -> Response:
         only(call, "POST")
         record = stores.get_store(call.services, name)
         operation = imports.start_import(call.services, record, json_body(call))
+        return responses.json_response({"name": operation.name})
+    if verb == "export":
+        only(call, "POST")
+        record = stores.get_store(call.services, name)
+        operation = exports.start_export(call.services, record, json_body(call))
         return responses.json_response({"name": operation.name})
     if verb:
         raise NotFound(f"unknown method :{verb} on a DICOM store")

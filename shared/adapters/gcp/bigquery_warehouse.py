@@ -94,13 +94,20 @@ class BigQueryWarehouse:
                 logger.info("load job %s ran before; not repeated", job_id)
                 return int(earlier.output_rows or 0)
             config = self._job_config(table, fields, disposition)
-            job = self.client.load_table_from_uri(
-                sources,
-                _table_id(table),
-                job_config=config,
-                job_id=job_id,
-                job_id_prefix=None if job_id else "dicomstore-load-",
-            )
+            try:
+                job = self.client.load_table_from_uri(
+                    sources,
+                    _table_id(table),
+                    job_config=config,
+                    job_id=job_id,
+                    job_id_prefix=None if job_id else "dicomstore-load-",
+                )
+            except google_exceptions.Conflict:
+                # A concurrent call submitted the job with this id first: its result is ours.
+                raced = None if job_id is None else self._succeeded_job(job_id)
+                if raced is None:
+                    raise
+                return int(raced.output_rows or 0)
             job.result(timeout=self.timeout)
         rows = int(job.output_rows or 0)
         logger.info("load job %s put %d rows into %s (%s)", job.job_id, rows, table, disposition)
