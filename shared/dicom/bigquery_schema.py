@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.errors import InvalidArgument
-from shared.ports.warehouse import Schema, normalize_schema
+from shared.ports.warehouse import Schema, canonical_type, normalize_schema
 
 
 def union_schemas(schemas: Iterable[Schema]) -> Schema:
@@ -20,12 +20,14 @@ def union_schemas(schemas: Iterable[Schema]) -> Schema:
     need `conform_row`. Rows of `flattened_row` never need it with one pydicom dictionary, as
     a keyword's type and mode follow from the dictionary alone. No schemas give [].
     """
-    merged = merge_fields(normalize_schema(schema) for schema in schemas)
+    # Checked once, on the way out: every input field is in the union (but sub-fields of a
+    # field widened to STRING, which are gone), and one check is cheaper than one per shard.
+    merged = merge_fields(schemas)
     return normalize_schema(merged) if merged else []
 
 
 def merge_fields(schemas: Iterable[Schema]) -> Schema:
-    """`union_schemas` of schemas already in canonical form (as the row builders make them)."""
+    """`union_schemas` without the final check against BigQuery's rules."""
     fields: dict[str, _Field] = {}
     for schema in schemas:
         _merge_into(fields, schema)
@@ -51,20 +53,22 @@ class _Field:
 
     @classmethod
     def of(cls, field: dict[str, Any]) -> _Field:
+        kind, mode = _kind_and_mode(field)
         children: dict[str, _Field] | None = None
-        if field["type"] == "RECORD":
+        if kind == "RECORD":
             children = {}
-            _merge_into(children, field["fields"])
-        return cls(field["name"], field["type"], field.get("mode", "NULLABLE"), children)
+            _merge_into(children, field.get("fields") or [])
+        return cls(field["name"], kind, mode, children)
 
     def absorb(self, field: dict[str, Any]) -> None:
-        if field.get("mode", "NULLABLE") != self.mode:
+        kind, mode = _kind_and_mode(field)
+        if mode != self.mode:
             self.mode = "REPEATED"
-        if field["type"] != self.kind:
+        if kind != self.kind:
             # Any two types meet in STRING whatever the order, so every shard order agrees.
             self.kind, self.children = "STRING", None
         elif self.children is not None:
-            _merge_into(self.children, field["fields"])
+            _merge_into(self.children, field.get("fields") or [])
 
     def as_schema(self) -> dict[str, Any]:
         field: dict[str, Any] = {"name": self.name, "type": self.kind, "mode": self.mode}
@@ -73,8 +77,16 @@ class _Field:
         return field
 
 
+def _kind_and_mode(field: dict[str, Any]) -> tuple[str, str]:
+    return canonical_type(str(field.get("type", ""))), str(field.get("mode") or "NULLABLE").upper()
+
+
 def _merge_into(fields: dict[str, _Field], schema: Schema) -> None:
+    if not isinstance(schema, list):
+        raise InvalidArgument("a schema is a list of fields")
     for field in schema:
+        if not isinstance(field, dict) or not isinstance(field.get("name"), str):
+            raise InvalidArgument("a schema field has no name")
         key = field["name"].lower()
         existing = fields.get(key)
         if existing is None:

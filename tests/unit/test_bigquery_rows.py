@@ -794,9 +794,26 @@ def test_conform_row_brings_a_row_to_a_widened_union() -> None:
         conform_row({"Surprise": 1}, union)
 
 
-def test_union_refuses_an_invalid_schema() -> None:
+@pytest.mark.parametrize(
+    "schema",
+    [
+        [{"name": "bad name", "type": "STRING"}],
+        [{"type": "STRING"}],
+        ["Rows"],
+        {"name": "Rows", "type": "INTEGER"},
+        [{"name": "R", "type": "RECORD"}],
+        [{"name": "N", "type": "NUMERIC"}],
+    ],
+    ids=["bad-name", "no-name", "not-a-field", "not-a-list", "empty-record", "unknown-type"],
+)
+def test_union_refuses_an_invalid_schema(schema: Any) -> None:
     with pytest.raises(InvalidArgument):
-        union_schemas([[{"name": "bad name", "type": "STRING"}]])
+        union_schemas([[{"name": "Rows", "type": "INTEGER"}], schema])
+
+
+def test_union_spells_modes_canonically() -> None:
+    union = union_schemas([[{"name": "A", "type": "string", "mode": "repeated"}]])
+    assert union == [{"name": "A", "type": "STRING", "mode": "REPEATED"}]
 
 
 def test_rows_are_json_serialisable_as_bigquery_ndjson() -> None:
