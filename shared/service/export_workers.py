@@ -106,17 +106,23 @@ def handle_export_load(services: Services, payload: dict[str, Any]) -> None:
     if operation.done:
         _remove_staging(services, bucket, folder)
         return
-    schemas = [
-        json.loads(services.objects.read(bucket, info.name))
+    schemas = {
+        info.name.removeprefix(f"{folder}schema-").removesuffix(".json"): json.loads(
+            services.objects.read(bucket, info.name)
+        )
         for info in services.objects.list(bucket, f"{folder}schema-")
-    ]
+    }
     table = TableRef(*payload["table"])
     if schemas:
+        union = bigquery_rows.union_schemas(schemas.values())
+        for shard, schema in schemas.items():
+            if _widened(schema, union):
+                _conform_staged_rows(services, bucket, f"{folder}rows-{shard}.ndjson", union)
         job_id = f"dicomstore-export-{operation.operation_id}"
         try:
             rows = services.warehouse.load(
                 table,
-                bigquery_rows.union_schemas(schemas),
+                union,
                 [f"gs://{bucket}/{folder}rows-*.ndjson"],
                 WriteDisposition(payload["disposition"]),
                 job_id=job_id,
@@ -131,6 +137,33 @@ def handle_export_load(services: Services, payload: dict[str, Any]) -> None:
         logger.info("export operation %s loaded %d rows into %s", name, rows, table)
     _finish(services, services.operations.get(name), EMPTY_TYPE, strict=True)
     _remove_staging(services, bucket, folder)
+
+
+def _widened(schema: Schema, union: Schema) -> bool:
+    """True when the union changed the type or mode of one of the shard's fields."""
+    by_name = {field["name"].lower(): field for field in union}
+    for field in schema:
+        merged = by_name[field["name"].lower()]
+        kind, mode = field["type"], field.get("mode", "NULLABLE")
+        if (kind, mode) != (merged["type"], merged.get("mode", "NULLABLE")):
+            return True
+        if kind == "RECORD" and _widened(field["fields"], merged["fields"]):
+            return True
+    return False
+
+
+def _conform_staged_rows(services: Services, bucket: str, name: str, union: Schema) -> None:
+    """Rewrite one shard's rows for a union that widened a column (rare: see union_schemas).
+
+    Rewriting is idempotent, so a retried load task may do it again harmlessly.
+    """
+    from shared.dicom.bigquery_rows import conform_row
+
+    lines = services.objects.read(bucket, name).splitlines()
+    rows = [conform_row(json.loads(line), union) for line in lines if line.strip()]
+    data = b"".join(json.dumps(row, separators=(",", ":")).encode() + b"\n" for row in rows)
+    services.objects.write(bucket, name, data, _NDJSON)
+    logger.info("rewrote %d staged rows of %s for the widened schema", len(rows), name)
 
 
 def staging(services: Services, payload: dict[str, Any]) -> tuple[str, str]:

@@ -7,6 +7,7 @@ schema D in DATA_DIR/bigquery.duckdb. Cloud mode: fake-gcs-server and bqemulator
 from __future__ import annotations
 
 import io
+import json
 import threading
 import uuid
 from collections.abc import Iterator
@@ -20,7 +21,7 @@ from flask.testing import FlaskClient
 from shared.domain.operations import API_EXPORT, API_EXPORT_BQ, EMPTY_TYPE
 from shared.ports.queue import Message
 from shared.ports.warehouse import Schema, TableRef, Warehouse, WriteDisposition
-from shared.service import exports, handlers
+from shared.service import export_workers, exports, handlers
 from shared.service.context import Services
 from tests.conftest import STORE, drain
 from tests.dicom_factory import Spec, make_instance
@@ -627,3 +628,41 @@ def test_a_failed_load_ends_the_operation_with_its_error(
     assert "not empty" in operation["error"]["message"]
     assert services.warehouse.row_count(table) == 1
     assert names(services, bucket, "export-staging/") == []
+
+
+def test_shard_schemas_that_disagree_are_unified_before_the_load(
+    client: FlaskClient,
+    services: Services,
+    warehouse: tuple[str, str],
+    bq_store: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project, dataset = warehouse
+    specs = [
+        Spec(study="1.5.8", series="1.5.8.1", sop=f"1.5.8.1.{n}", rows=4, columns=4)
+        for n in range(101)
+    ]
+    stow(client, [make_instance(s) for s in specs], bq_store)
+    held: list[Message] = []
+    monkeypatch.setattr(services.queue, "publish", held.append)
+    name = start(client, to_bq(project, dataset, "mixed"), bq_store)
+    for _ in range(3):  # the plan and its two shards
+        handlers.dispatch(services, held.pop(0))
+    # One shard saw Rows as multi-valued (as an element of another VM would be): the union
+    # makes it REPEATED, and the other shard's scalar values must become lists.
+    bucket, folder = export_workers.staging(services, {"operation": name})
+    schema = json.loads(services.objects.read(bucket, f"{folder}schema-00000001.json"))
+    for field in schema:
+        if field["name"] == "Rows":
+            field["mode"] = "REPEATED"
+    services.objects.write(bucket, f"{folder}schema-00000001.json", json.dumps(schema).encode())
+    lines = services.objects.read(bucket, f"{folder}rows-00000001.ndjson").splitlines()
+    rows = [{**json.loads(line), "Rows": [4]} for line in lines]
+    text = "".join(json.dumps(row) + "\n" for row in rows)
+    services.objects.write(bucket, f"{folder}rows-00000001.ndjson", text.encode())
+    handlers.dispatch(services, held.pop(0))  # the load
+    operation = client.get(f"/v1/{name}").get_json()
+    assert operation["response"] == {"@type": EMPTY_TYPE}, operation
+    loaded = services.warehouse.query_rows(TableRef(project, dataset, "mixed"))
+    assert len(loaded) == 101
+    assert [row["Rows"] for row in loaded] == [[4]] * 101
