@@ -80,3 +80,11 @@ def test_a_request_that_asks_to_close_is_closed(address: tuple[str, int]) -> Non
         assert body == b"hello world"
         assert b"connection: close" in head.lower()
         assert sock.recv(65536) == b""
+
+
+def test_malloc_arenas_are_capped_on_glibc() -> None:
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        pytest.skip("mallopt(M_ARENA_MAX) is glibc's")
+    assert wsgi_server.limit_malloc_arenas(wsgi_server.MALLOC_ARENAS) is True
