@@ -1,4 +1,4 @@
-"""FileBlobStore's durability order: bytes fsynced, then named, then the name fsynced."""
+"""Local durability: blob bytes fsynced, named, then the name fsynced; SQLite commits synced."""
 
 from __future__ import annotations
 
@@ -107,3 +107,17 @@ def test_staged_file_of_another_store_is_copied(tmp_path: Path) -> None:
         second.put("k", staged)
     with second.open("k") as handle:
         assert handle.read() == b"payload"
+
+
+def test_sqlite_commits_are_synced(tmp_path: Path) -> None:
+    """WAL with synchronous=NORMAL would not fsync at commit: acknowledged rows could vanish."""
+    from shared.adapters.local.sqlite_db import SqliteDatabase
+    from shared.adapters.local.sqlite_index import SqliteIndex
+
+    full = 2
+    index = SqliteIndex(tmp_path / "index.sqlite")
+    with index._connection() as conn:
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == full
+    index.close()
+    database = SqliteDatabase(tmp_path / "queue.sqlite", "CREATE TABLE IF NOT EXISTS t (x);")
+    assert database.connection().execute("PRAGMA synchronous").fetchone()[0] == full

@@ -24,7 +24,9 @@ class SqliteDatabase:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            # FULL: a committed enqueue or operation survives power loss (NORMAL in WAL mode
+            # may drop the last commits), as the Queue port promises.
+            conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA busy_timeout=30000")
             self._local.conn = conn
         return conn
