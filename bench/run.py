@@ -238,7 +238,13 @@ def py_spy(pid: int, name: str, rate: int = 100) -> Iterator[None]:
             logger.warning("py-spy %s failed: %s", name, err.decode(errors="replace")[-500:])
 
 
-IDLE_LEAVES = ("Condition.wait (threading.py", "select (", "poll (", "Event.wait (threading.py")
+IDLE_LEAVES = (
+    "Condition.wait (threading.py",
+    "select (",
+    "poll (",
+    "Event.wait (threading.py",
+    "_worker (concurrent/futures/thread.py",  # a pool thread waiting for work (blob fsyncs)
+)
 IDLE_SKIP = ("threading.py", "waitress/", "runpy>", "cli.py", "functions_framework/", "flask/")
 
 
