@@ -1,10 +1,16 @@
-"""Import from Cloud Storage (embedded mode: gs://BUCKET/OBJECT is DATA_DIR/gcs/BUCKET/OBJECT):
-the `:import` operation, the storage trigger and the inbox watcher."""
+"""Import from Cloud Storage, embedded ("local") and on the emulators ("gcp"): the `:import`
+operation, the storage trigger and (embedded only) the inbox watcher.
+
+Embedded mode: gs://BUCKET/OBJECT is DATA_DIR/gcs/BUCKET/OBJECT. Cloud mode: fake-gcs-server,
+where every test takes fresh buckets.
+"""
 
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +19,10 @@ from flask.testing import FlaskClient
 
 from shared import bootstrap
 from shared.adapters.local.dir_objects import DirObjectStorage
+from shared.config import Settings
 from shared.domain.identifiers import StoreName
 from shared.errors import NotFound, Unavailable
+from shared.ports.objects import ObjectStorage
 from shared.ports.queue import Message
 from shared.service import fanout, handlers, imports, stores
 from shared.service.context import Services
@@ -23,36 +31,51 @@ from shared.service.watch import InboxWatcher
 from tests.conftest import DW, STORE, drain, make_settings
 from tests.dicom_factory import Spec, make_instance
 from tests.functions.http_helpers import multipart_body, stow_headers
+from tests.functions.operation_helpers import WorkerDeath, record_finishes
 
-# The embedded gs:// folder is used directly; the cloud path has its own fake-gcs test.
-pytestmark = pytest.mark.local_only
-
-BUCKET = "imports"
+BUCKET = "imports"  # the embedded buckets' names; on fake-gcs-server every test takes fresh ones
 INGEST = "ingest"
 IMPORT_URL = f"/v1/{STORE}:import"
 RESPONSE_TYPE = "type.googleapis.com/google.cloud.healthcare.v1.dicom.ImportDicomDataResponse"
 
 
-# --- wiring the lead adds to bootstrap, handlers and admin; patched in until then ------------
-def _wire(services: Services, monkeypatch: pytest.MonkeyPatch) -> DirObjectStorage:
-    """The buckets the tests use, in the embedded store's gs:// folder."""
-    del monkeypatch
-    objects = services.objects
-    assert isinstance(objects, DirObjectStorage)
+# --- fixtures --------------------------------------------------------------------------------
+@dataclass
+class Buckets:
+    """The gs:// object storage of the services, with a source bucket and an ingest bucket."""
+
+    objects: ObjectStorage
+    source: str
+    ingest: str
+
+    def put(self, name: str, data: bytes, bucket: str | None = None) -> None:
+        self.objects.write(bucket or self.source, name, data)
+
+    def uri(self, pattern: str) -> str:
+        return f"gs://{self.source}/{pattern}"
+
+    def inbox_root(self) -> Path:
+        """The embedded gs:// folder, which the inbox watcher watches."""
+        assert isinstance(self.objects, DirObjectStorage)
+        return self.objects.root
+
+
+def _wire(services: Services, request: pytest.FixtureRequest) -> Buckets:
+    if services.settings.backend == "gcp":
+        emulator = request.getfixturevalue("gcs_emulator")
+        return Buckets(services.objects, emulator.fresh_bucket(), emulator.fresh_bucket())
     root = Path(services.settings.data_dir).resolve() / "gcs"
     for bucket in (BUCKET, INGEST):
         (root / bucket).mkdir(parents=True, exist_ok=True)
-    return objects
+    return Buckets(services.objects, BUCKET, INGEST)
 
 
 @pytest.fixture
-def gcs(services: Services, monkeypatch: pytest.MonkeyPatch) -> DirObjectStorage:
-    return _wire(services, monkeypatch)
+def gcs(services: Services, request: pytest.FixtureRequest) -> Buckets:
+    return _wire(services, request)
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def put(gcs: DirObjectStorage, name: str, data: bytes, bucket: str = BUCKET) -> None:
-    gcs.write(bucket, name, data)
 
 
 def small(**fields: Any) -> bytes:
@@ -85,11 +108,11 @@ def instance_count(client: FlaskClient) -> int:
 
 
 def sample_errors(services: Services, name: str) -> list[dict[str, Any]]:
-    return list(services.operations.sample_errors(name))  # type: ignore[attr-defined]
+    return list(services.operations.sample_errors(name))
 
 
 @pytest.fixture
-def tree(gcs: DirObjectStorage) -> dict[str, bytes]:
+def tree(gcs: Buckets) -> dict[str, bytes]:
     files = {
         "dir/a1.dcm": small(),
         "dir/a2.dcm": small(),
@@ -100,13 +123,15 @@ def tree(gcs: DirObjectStorage) -> dict[str, bytes]:
         "other/d.dcm": small(),
     }
     for name, data in files.items():
-        put(gcs, name, data)
+        gcs.put(name, data)
     return files
 
 
 # --- the operation ---------------------------------------------------------------------------
-def test_star_stays_in_one_folder(client: FlaskClient, services: Services, tree: object) -> None:
-    operation = run_import(client, services, f"gs://{BUCKET}/dir/*.dcm")
+def test_star_stays_in_one_folder(
+    client: FlaskClient, services: Services, gcs: Buckets, tree: object
+) -> None:
+    operation = run_import(client, services, gcs.uri("dir/*.dcm"))
     metadata = operation["metadata"]
     assert metadata["@type"] == "type.googleapis.com/google.cloud.healthcare.v1.OperationMetadata"
     assert metadata["apiMethodName"] == (
@@ -114,7 +139,8 @@ def test_star_stays_in_one_folder(client: FlaskClient, services: Services, tree:
     )
     assert metadata["counter"] == {"success": "3"}
     assert metadata["createTime"] <= metadata["endTime"]
-    assert "logsUrl" not in metadata  # Cloud Logging only exists in cloud mode
+    # Cloud Logging only exists in cloud mode
+    assert ("logsUrl" in metadata) == (services.settings.backend == "gcp")
     assert operation["response"] == {"@type": RESPONSE_TYPE}
     assert "error" not in operation
     assert instance_count(client) == 3
@@ -136,12 +162,13 @@ def test_star_stays_in_one_folder(client: FlaskClient, services: Services, tree:
 def test_wildcards(
     client: FlaskClient,
     services: Services,
+    gcs: Buckets,
     tree: object,
     pattern: str,
     success: int,
     failure: int,
 ) -> None:
-    operation = run_import(client, services, f"gs://{BUCKET}/{pattern}")
+    operation = run_import(client, services, gcs.uri(pattern))
     counter = {"success": str(success)} | ({"failure": str(failure)} if failure else {})
     assert operation["metadata"]["counter"] == counter
     assert operation["response"] == {"@type": RESPONSE_TYPE}
@@ -149,18 +176,25 @@ def test_wildcards(
 
 
 @pytest.mark.parametrize(
-    ("uri", "message"),
-    [
-        (f"gs://{BUCKET}/nothing/*.dcm", "no object matches"),
-        (f"gs://{BUCKET}/dir", "no object matches"),  # a folder is not an object
-        (f"gs://{BUCKET}/dir/", "no object matches"),
-        ("gs://no-such-bucket/x/**", "bucket no-such-bucket not found"),
-    ],
+    "pattern",
+    ["nothing/*.dcm", "dir", "dir/"],  # a folder is not an object
 )
 def test_no_match_ends_with_not_found(
-    client: FlaskClient, services: Services, tree: object, uri: str, message: str
+    client: FlaskClient, services: Services, gcs: Buckets, tree: object, pattern: str
 ) -> None:
-    operation = run_import(client, services, uri)
+    operation = run_import(client, services, gcs.uri(pattern))
+    assert_not_found(operation, f"no object matches {gcs.uri(pattern)}")
+
+
+def test_missing_bucket_ends_with_not_found(
+    client: FlaskClient, services: Services, gcs: Buckets
+) -> None:
+    bucket = f"absent-{uuid.uuid4().hex[:12]}"
+    operation = run_import(client, services, f"gs://{bucket}/x/**")
+    assert_not_found(operation, f"bucket {bucket} not found")
+
+
+def assert_not_found(operation: dict[str, Any], message: str) -> None:
     assert operation["error"]["code"] == 5
     assert message in operation["error"]["message"]
     assert "response" not in operation
@@ -212,18 +246,18 @@ def test_import_method_and_store_checks(client: FlaskClient, gcs: object) -> Non
 
 
 def test_storage_class_applies_to_imported_instances(
-    client: FlaskClient, services: Services, gcs: DirObjectStorage
+    client: FlaskClient, services: Services, gcs: Buckets
 ) -> None:
     spec = Spec(rows=4, columns=4)
-    put(gcs, "x.dcm", make_instance(spec))
+    gcs.put("x.dcm", make_instance(spec))
     settings = {"blobStorageSettings": {"blobStorageClass": "COLDLINE"}}
-    assert run_import(client, services, f"gs://{BUCKET}/x.dcm", **settings)["response"]
+    assert run_import(client, services, gcs.uri("x.dcm"), **settings)["response"]
     url = f"{DW}/studies/{spec.study}/series/{spec.series}/instances/{spec.sop}:getStorageInfo"
     assert client.get(url).get_json()["blobStorageInfo"]["storageClass"] == "COLDLINE"
 
 
 def test_mixed_files_exact_counters_and_errors(
-    client: FlaskClient, services: Services, gcs: DirObjectStorage
+    client: FlaskClient, services: Services, gcs: Buckets
 ) -> None:
     stored = Spec(rows=4, columns=4)
     body = multipart_body([make_instance(stored)])
@@ -244,24 +278,24 @@ def test_mixed_files_exact_counters_and_errors(
         "mix/09-empty.dcm": b"",
     }
     for name, data in files.items():
-        put(gcs, name, data)
-    name = start(client, f"gs://{BUCKET}/mix/*")
+        gcs.put(name, data)
+    name = start(client, gcs.uri("mix/*"))
     operation = finished(client, services, name)
     assert operation["metadata"]["counter"] == {"success": "5", "failure": "4"}
     assert operation["response"] == {"@type": RESPONSE_TYPE}
     assert instance_count(client) == 4
     errors = {e["resource"]: e["error"] for e in sample_errors(services, name)}
     assert sorted(errors) == [
-        f"gs://{BUCKET}/mix/06-conflict.dcm",
-        f"gs://{BUCKET}/mix/07-truncated.dcm",
-        f"gs://{BUCKET}/mix/08-text.dcm",
-        f"gs://{BUCKET}/mix/09-empty.dcm",
+        gcs.uri("mix/06-conflict.dcm"),
+        gcs.uri("mix/07-truncated.dcm"),
+        gcs.uri("mix/08-text.dcm"),
+        gcs.uri("mix/09-empty.dcm"),
     ]
-    conflict = errors[f"gs://{BUCKET}/mix/06-conflict.dcm"]
+    conflict = errors[gcs.uri("mix/06-conflict.dcm")]
     assert conflict["code"] == 6
     assert "checksum mismatch" in conflict["message"]
     for key in ("07-truncated", "08-text", "09-empty"):
-        error = errors[f"gs://{BUCKET}/mix/{key}.dcm"]
+        error = errors[gcs.uri(f"mix/{key}.dcm")]
         assert error["code"] == 3
         assert error["message"].startswith("invalid DICOM")
     # the stored instance was never overwritten by the conflicting file
@@ -271,11 +305,11 @@ def test_mixed_files_exact_counters_and_errors(
 
 
 def test_every_file_failing_ends_with_an_error(
-    client: FlaskClient, services: Services, gcs: DirObjectStorage
+    client: FlaskClient, services: Services, gcs: Buckets
 ) -> None:
-    put(gcs, "bad/1.dcm", b"garbage")
-    put(gcs, "bad/2.dcm", b"\x00" * 300)
-    operation = run_import(client, services, f"gs://{BUCKET}/bad/*.dcm")
+    gcs.put("bad/1.dcm", b"garbage")
+    gcs.put("bad/2.dcm", b"\x00" * 300)
+    operation = run_import(client, services, gcs.uri("bad/*.dcm"))
     assert operation["metadata"]["counter"] == {"failure": "2"}
     error = operation["error"]
     assert error["code"] == 3
@@ -283,7 +317,7 @@ def test_every_file_failing_ends_with_an_error(
     (details,) = error["details"]
     assert details["@type"].endswith("ImportDicomDataErrorDetails")
     resources = sorted(e["resource"] for e in details["sampleErrors"])
-    assert resources == [f"gs://{BUCKET}/bad/1.dcm", f"gs://{BUCKET}/bad/2.dcm"]
+    assert resources == [gcs.uri("bad/1.dcm"), gcs.uri("bad/2.dcm")]
     assert all(e["error"]["code"] == 3 for e in details["sampleErrors"])
     assert "response" not in operation
 
@@ -291,11 +325,11 @@ def test_every_file_failing_ends_with_an_error(
 def test_every_shard_delivered_twice_counts_once(
     client: FlaskClient,
     services: Services,
-    gcs: DirObjectStorage,
+    gcs: Buckets,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for number in range(230):  # three shards of at most 100 objects
-        put(gcs, f"twice/{number:04d}.dcm", small() if number % 10 else b"junk")
+        gcs.put(f"twice/{number:04d}.dcm", small() if number % 10 else b"junk")
     publish = services.queue.publish
 
     def twice(message: Message) -> None:
@@ -303,7 +337,7 @@ def test_every_shard_delivered_twice_counts_once(
         publish(message)
 
     monkeypatch.setattr(services.queue, "publish", twice)
-    name = start(client, f"gs://{BUCKET}/twice/**")
+    name = start(client, gcs.uri("twice/**"))
     operation = finished(client, services, name)
     assert operation["metadata"]["counter"] == {"success": "207", "failure": "23"}
     assert operation["response"] == {"@type": RESPONSE_TYPE}
@@ -314,11 +348,11 @@ def test_every_shard_delivered_twice_counts_once(
 def test_redelivered_shard_after_the_end_changes_nothing(
     client: FlaskClient,
     services: Services,
-    gcs: DirObjectStorage,
+    gcs: Buckets,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    put(gcs, "one/a.dcm", small())
-    put(gcs, "one/b.dcm", b"junk")
+    gcs.put("one/a.dcm", small())
+    gcs.put("one/b.dcm", b"junk")
     sent: list[Message] = []
     publish = services.queue.publish
 
@@ -327,7 +361,7 @@ def test_redelivered_shard_after_the_end_changes_nothing(
         publish(message)
 
     monkeypatch.setattr(services.queue, "publish", record)
-    name = start(client, f"gs://{BUCKET}/one/*")
+    name = start(client, gcs.uri("one/*"))
     before = finished(client, services, name)
     for message in sent:  # the plan and the shard, delivered again
         handlers.dispatch(services, message)
@@ -335,17 +369,54 @@ def test_redelivered_shard_after_the_end_changes_nothing(
     assert before["metadata"]["counter"] == {"success": "1", "failure": "1"}
 
 
+def test_a_shard_whose_worker_dies_is_redelivered_and_counts_once(
+    client: FlaskClient,
+    services: Services,
+    gcs: Buckets,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(imports, "IMPORT_SHARD_SIZE", 4)
+    for number in range(10):  # shards of 4, 4 and 2 objects; 00 and 05 are not DICOM
+        gcs.put(f"crash/{number:02d}.dcm", small() if number % 5 else b"junk")
+    held: list[Message] = []
+    monkeypatch.setattr(services.queue, "publish", held.append)  # deliver by hand
+    finishes = record_finishes(services, monkeypatch)
+    name = start(client, gcs.uri("crash/*"))
+    handlers.dispatch(services, held.pop(0))  # the plan
+    first, second, third = held
+    # 04 and 06 are stored and 05 fails before the blob write of 07 kills the worker
+    death = WorkerDeath(monkeypatch, services.blobs, "put", 3)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        handlers.dispatch(services, second)
+    assert death.happened
+    handlers.dispatch(services, first)
+    handlers.dispatch(services, third)
+    running = client.get(f"/v1/{name}").get_json()
+    assert running.get("done") is None
+    assert running["metadata"]["counter"] == {"success": "5", "failure": "1", "pending": "4"}
+    handlers.dispatch(services, second)  # the redelivery
+    operation = client.get(f"/v1/{name}").get_json()
+    assert operation["done"] is True
+    assert operation["metadata"]["counter"] == {"success": "8", "failure": "2"}
+    assert operation["response"] == {"@type": RESPONSE_TYPE}
+    handlers.dispatch(services, second)  # once more, after the end
+    assert client.get(f"/v1/{name}").get_json() == operation
+    assert finishes == [name]
+    assert instance_count(client) == 8
+    assert len(list(services.blobs.list_keys("stores/"))) == 8  # each instance stored once
+
+
 def test_cancel_stops_the_remaining_shards(
     client: FlaskClient,
     services: Services,
-    gcs: DirObjectStorage,
+    gcs: Buckets,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for number in range(250):
-        put(gcs, f"many/{number:04d}.dcm", small())
+        gcs.put(f"many/{number:04d}.dcm", small())
     held: list[Message] = []
     monkeypatch.setattr(services.queue, "publish", held.append)  # deliver by hand, in order
-    name = start(client, f"gs://{BUCKET}/many/*.dcm")
+    name = start(client, gcs.uri("many/*.dcm"))
     handlers.dispatch(services, held.pop(0))  # the plan: three shard tasks
     assert [m.type for m in held] == [imports.IMPORT_TASK] * 3
     handlers.dispatch(services, held.pop(0))
@@ -366,13 +437,13 @@ def test_cancel_stops_the_remaining_shards(
 def test_cancel_before_listing_imports_nothing(
     client: FlaskClient,
     services: Services,
-    gcs: DirObjectStorage,
+    gcs: Buckets,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    put(gcs, "c/a.dcm", small())
+    gcs.put("c/a.dcm", small())
     held: list[Message] = []
     monkeypatch.setattr(services.queue, "publish", held.append)
-    name = start(client, f"gs://{BUCKET}/c/*")
+    name = start(client, gcs.uri("c/*"))
     client.post(f"/v1/{name}:cancel")
     handlers.dispatch(services, held.pop(0))
     assert held == []
@@ -380,12 +451,13 @@ def test_cancel_before_listing_imports_nothing(
     assert client.get(f"/v1/{name}").get_json()["error"]["code"] == 1
 
 
-def test_logs_url_in_cloud_mode(services: Services) -> None:
+def test_logs_url_in_cloud_mode() -> None:
     import dataclasses
 
     name = "projects/p/locations/l/datasets/d/operations/123"
-    assert fanout.logs_url(services.settings, name) is None
-    cloud = dataclasses.replace(services.settings, backend="gcp", gcp_project="my-proj")
+    embedded = Settings()
+    assert fanout.logs_url(embedded, name) is None
+    cloud = dataclasses.replace(embedded, backend="gcp", gcp_project="my-proj")
     url = fanout.logs_url(cloud, name)
     assert url == (
         "https://console.cloud.google.com/logs/query;query=%22projects%2Fp%2Flocations%2Fl"
@@ -394,17 +466,17 @@ def test_logs_url_in_cloud_mode(services: Services) -> None:
 
 
 @pytest.fixture
-def fast_services(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Services]:
+def fast_services(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Services]:
     # fsync off: this test measures the import's bookkeeping, not the disk.
     built = bootstrap.build_services(make_settings(tmp_path / "fast", fsync=False))
-    _wire(built, monkeypatch)
+    _wire(built, request)
     yield built
     built.queue.stop()  # type: ignore[attr-defined]
 
 
-def test_two_thousand_files(fast_services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_thousand_files(fast_services: Services) -> None:
     services = fast_services
-    objects: DirObjectStorage = services.objects  # type: ignore[attr-defined]
+    objects = services.objects
     study = Spec().study
     for number in range(2000):
         spec = Spec(study=study, rows=4, columns=4, instance_number=number)
@@ -423,17 +495,13 @@ def test_two_thousand_files(fast_services: Services, monkeypatch: pytest.MonkeyP
 
 
 # --- the storage trigger ---------------------------------------------------------------------
-def event(
-    services: Services, gcs: DirObjectStorage, name: str, after: str = "keep"
-) -> EventOutcome:
-    generation = gcs.stat(INGEST, name).generation
-    return imports.import_object_event(services, INGEST, name, generation, STORE, after)
+def event(services: Services, gcs: Buckets, name: str, after: str = "keep") -> EventOutcome:
+    generation = gcs.objects.stat(gcs.ingest, name).generation
+    return imports.import_object_event(services, gcs.ingest, name, generation, STORE, after)
 
 
-def test_trigger_imports_once(
-    client: FlaskClient, services: Services, gcs: DirObjectStorage
-) -> None:
-    put(gcs, "drop/a.dcm", small(), INGEST)
+def test_trigger_imports_once(client: FlaskClient, services: Services, gcs: Buckets) -> None:
+    gcs.put("drop/a.dcm", small(), gcs.ingest)
     assert event(services, gcs, "drop/a.dcm") == EventOutcome.IMPORTED
     assert instance_count(client) == 1
     markers = list(services.blobs.list_keys(imports.MARKER_PREFIX + "/"))
@@ -441,16 +509,16 @@ def test_trigger_imports_once(
     assert event(services, gcs, "drop/a.dcm") == EventOutcome.DUPLICATE  # redelivered
     assert list(services.blobs.list_keys(imports.MARKER_PREFIX + "/")) == markers
     assert instance_count(client) == 1
-    assert gcs.read(INGEST, "drop/a.dcm")  # kept by default
+    assert gcs.objects.read(gcs.ingest, "drop/a.dcm")  # kept by default
 
 
 def test_trigger_records_a_poison_file_and_returns(
-    client: FlaskClient, services: Services, gcs: DirObjectStorage
+    client: FlaskClient, services: Services, gcs: Buckets
 ) -> None:
-    put(gcs, "drop/bad.dcm", b"garbage that ends in .dcm", INGEST)
+    gcs.put("drop/bad.dcm", b"garbage that ends in .dcm", gcs.ingest)
     assert event(services, gcs, "drop/bad.dcm", "delete") == EventOutcome.FAILED
     assert event(services, gcs, "drop/bad.dcm", "delete") == EventOutcome.DUPLICATE
-    assert gcs.read(INGEST, "drop/bad.dcm")  # a failed file stays for inspection
+    assert gcs.objects.read(gcs.ingest, "drop/bad.dcm")  # a failed file stays for inspection
     (key,) = services.blobs.list_keys(imports.MARKER_PREFIX + "/")
     with services.blobs.open(key) as handle:
         marker = handle.read().decode()
@@ -459,54 +527,50 @@ def test_trigger_records_a_poison_file_and_returns(
 
 
 @pytest.mark.parametrize("name", ["drop/readme.txt", "drop/a.dcm.part", "drop/"])
-def test_trigger_ignores_other_names(services: Services, gcs: object, name: str) -> None:
-    outcome = imports.import_object_event(services, INGEST, name, "1", STORE)
+def test_trigger_ignores_other_names(services: Services, gcs: Buckets, name: str) -> None:
+    outcome = imports.import_object_event(services, gcs.ingest, name, "1", STORE)
     assert outcome == EventOutcome.IGNORED
     assert list(services.blobs.list_keys(imports.MARKER_PREFIX + "/")) == []
 
 
 def test_trigger_upper_case_extension_and_new_generation(
-    client: FlaskClient, services: Services, gcs: DirObjectStorage
+    client: FlaskClient, services: Services, gcs: Buckets
 ) -> None:
-    put(gcs, "A.DCM", small(), INGEST)
+    gcs.put("A.DCM", small(), gcs.ingest)
     assert event(services, gcs, "A.DCM") == EventOutcome.IMPORTED
-    put(gcs, "A.DCM", small(), INGEST)  # overwritten: a new generation is a new import
+    gcs.put("A.DCM", small(), gcs.ingest)  # overwritten: a new generation is a new import
     assert event(services, gcs, "A.DCM") == EventOutcome.IMPORTED
     assert instance_count(client) == 2
 
 
-def test_trigger_missing_object(services: Services, gcs: object) -> None:
-    outcome = imports.import_object_event(services, INGEST, "gone.dcm", "1", STORE)
+def test_trigger_missing_object(services: Services, gcs: Buckets) -> None:
+    outcome = imports.import_object_event(services, gcs.ingest, "gone.dcm", "1", STORE)
     assert outcome == EventOutcome.MISSING
 
 
-def test_trigger_delete_after_import(
-    client: FlaskClient, services: Services, gcs: DirObjectStorage
-) -> None:
-    put(gcs, "d/a.dcm", small(), INGEST)
+def test_trigger_delete_after_import(client: FlaskClient, services: Services, gcs: Buckets) -> None:
+    gcs.put("d/a.dcm", small(), gcs.ingest)
     assert event(services, gcs, "d/a.dcm", "delete") == EventOutcome.IMPORTED
     with pytest.raises(NotFound):
-        gcs.stat(INGEST, "d/a.dcm")
+        gcs.objects.stat(gcs.ingest, "d/a.dcm")
     assert instance_count(client) == 1
 
 
-def test_trigger_move_after_import(
-    client: FlaskClient, services: Services, gcs: DirObjectStorage
-) -> None:
+def test_trigger_move_after_import(client: FlaskClient, services: Services, gcs: Buckets) -> None:
     data = small()
-    put(gcs, "d/a.dcm", data, INGEST)
-    generation = gcs.stat(INGEST, "d/a.dcm").generation
+    gcs.put("d/a.dcm", data, gcs.ingest)
+    generation = gcs.objects.stat(gcs.ingest, "d/a.dcm").generation
     outcome = imports.import_object_event(
-        services, INGEST, "d/a.dcm", generation, STORE, "move:done"
+        services, gcs.ingest, "d/a.dcm", generation, STORE, "move:done"
     )
     assert outcome == EventOutcome.IMPORTED
-    assert gcs.read(INGEST, "done/d/a.dcm") == data
+    assert gcs.objects.read(gcs.ingest, "done/d/a.dcm") == data
     with pytest.raises(NotFound):
-        gcs.stat(INGEST, "d/a.dcm")
+        gcs.objects.stat(gcs.ingest, "d/a.dcm")
     # the move fires an event of its own, which must not import (or move) again
-    moved = gcs.stat(INGEST, "done/d/a.dcm").generation
+    moved = gcs.objects.stat(gcs.ingest, "done/d/a.dcm").generation
     outcome = imports.import_object_event(
-        services, INGEST, "done/d/a.dcm", moved, STORE, "move:done/"
+        services, gcs.ingest, "done/d/a.dcm", moved, STORE, "move:done/"
     )
     assert outcome == EventOutcome.IGNORED
     assert instance_count(client) == 1
@@ -515,10 +579,10 @@ def test_trigger_move_after_import(
 def test_trigger_raises_on_backend_errors_so_the_event_is_retried(
     client: FlaskClient,
     services: Services,
-    gcs: DirObjectStorage,
+    gcs: Buckets,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    put(gcs, "t/a.dcm", small(), INGEST)
+    gcs.put("t/a.dcm", small(), gcs.ingest)
 
     def down(*_args: object, **_kwargs: object) -> None:
         raise Unavailable("index unreachable")
@@ -532,19 +596,19 @@ def test_trigger_raises_on_backend_errors_so_the_event_is_retried(
     assert instance_count(client) == 1
 
 
-def test_trigger_into_a_missing_store_raises(services: Services, gcs: DirObjectStorage) -> None:
-    put(gcs, "a.dcm", small(), INGEST)
+def test_trigger_into_a_missing_store_raises(services: Services, gcs: Buckets) -> None:
+    gcs.put("a.dcm", small(), gcs.ingest)
     missing = STORE.replace("dicomStores/default", "dicomStores/absent")
     with pytest.raises(NotFound):
-        imports.import_object_event(services, INGEST, "a.dcm", "1", missing)
+        imports.import_object_event(services, gcs.ingest, "a.dcm", "1", missing)
 
 
-def test_finalized_event_data(
-    client: FlaskClient, services: Services, gcs: DirObjectStorage
-) -> None:
-    put(gcs, "e/a.dcm", small(), INGEST)
-    generation = int(gcs.stat(INGEST, "e/a.dcm").generation)  # Cloud Storage sends a string
-    data = {"bucket": INGEST, "name": "e/a.dcm", "generation": generation, "size": "1"}
+def test_finalized_event_data(client: FlaskClient, services: Services, gcs: Buckets) -> None:
+    gcs.put("e/a.dcm", small(), gcs.ingest)
+    generation = int(
+        gcs.objects.stat(gcs.ingest, "e/a.dcm").generation
+    )  # Cloud Storage sends a string
+    data = {"bucket": gcs.ingest, "name": "e/a.dcm", "generation": generation, "size": "1"}
     assert imports.import_finalized_event(services, data, STORE) == EventOutcome.IMPORTED
     data["generation"] = str(generation)
     assert imports.import_finalized_event(services, data, STORE) == EventOutcome.DUPLICATE
@@ -575,11 +639,12 @@ def test_bad_after_setting(after: str) -> None:
         imports.parse_after(after)
 
 
-# --- the inbox watcher -----------------------------------------------------------------------
+# --- the inbox watcher (embedded only: it watches the gs:// folder) ----------------------------
+@pytest.mark.local_only
 def test_watcher_waits_for_stable_files(
-    client: FlaskClient, services: Services, gcs: DirObjectStorage
+    client: FlaskClient, services: Services, gcs: Buckets
 ) -> None:
-    root = gcs.root
+    root = gcs.inbox_root()
     watcher = InboxWatcher(services, root, INGEST, STORE)
     inbox = root / INGEST
     data = small()
@@ -599,14 +664,15 @@ def test_watcher_waits_for_stable_files(
     assert instance_count(client) == 1
 
 
+@pytest.mark.local_only
 def test_watcher_retries_after_a_backend_error(
     client: FlaskClient,
     services: Services,
-    gcs: DirObjectStorage,
+    gcs: Buckets,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    watcher = InboxWatcher(services, gcs.root, INGEST, STORE, retry_seconds=0)
-    (gcs.root / INGEST / "r.dcm").write_bytes(small())
+    watcher = InboxWatcher(services, gcs.inbox_root(), INGEST, STORE, retry_seconds=0)
+    (gcs.inbox_root() / INGEST / "r.dcm").write_bytes(small())
     assert watcher.poll_once() == {}
     with monkeypatch.context() as patch:
 
@@ -619,11 +685,12 @@ def test_watcher_retries_after_a_backend_error(
     assert instance_count(client) == 1
 
 
-def test_watcher_end_to_end(client: FlaskClient, services: Services, gcs: DirObjectStorage) -> None:
-    watcher = InboxWatcher(services, gcs.root, INGEST, STORE, after="delete", interval=0.05)
+@pytest.mark.local_only
+def test_watcher_end_to_end(client: FlaskClient, services: Services, gcs: Buckets) -> None:
+    watcher = InboxWatcher(services, gcs.inbox_root(), INGEST, STORE, after="delete", interval=0.05)
     watcher.start()
     try:
-        inbox = gcs.root / INGEST
+        inbox = gcs.inbox_root() / INGEST
         specs = [Spec(rows=4, columns=4) for _ in range(5)]
         (inbox / "nested" / "deeper").mkdir(parents=True)
         for number, spec in enumerate(specs):
@@ -644,11 +711,10 @@ def test_watcher_end_to_end(client: FlaskClient, services: Services, gcs: DirObj
     assert instance_count(client) == len(specs)
 
 
-# --- the same paths on Cloud Storage (fake-gcs-server) -----------------------------------------
+# --- Cloud Storage (fake-gcs-server) read in small chunks, whatever the other adapters ----------
 def test_import_and_trigger_from_cloud_storage(
     client: FlaskClient,
     services: Services,
-    gcs: object,
     request: pytest.FixtureRequest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
