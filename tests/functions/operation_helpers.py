@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 
+from shared.ports.queue import Message
 from shared.service.context import Services
 
 
@@ -45,3 +46,14 @@ def record_finishes(services: Services, monkeypatch: pytest.MonkeyPatch) -> list
 
     monkeypatch.setattr(services.operations, "finish", recording)
     return finished
+
+
+def deliver_twice(services: Services, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every message published from now on reaches the workers twice, as Pub/Sub may do."""
+    publish = services.queue.publish
+
+    def twice(message: Message) -> None:
+        publish(message)
+        publish(message)
+
+    monkeypatch.setattr(services.queue, "publish", twice)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import pytest
 from flask.testing import FlaskClient
 
+from shared.ports.queue import Message
+from shared.service import delete, handlers
 from shared.service.context import Services
 from tests.conftest import DW, STORE, drain
 from tests.dicom_factory import Spec, make_instance
 from tests.functions.http_helpers import multipart_body, stow_headers
+from tests.functions.operation_helpers import WorkerDeath, deliver_twice, record_finishes
 
 DATASET = "/v1/projects/local/locations/local/datasets/default"
 
@@ -30,6 +34,10 @@ def _store_study(
 
 def _blob_count(services: Services) -> int:
     return len(list(services.blobs.list_keys("stores/")))
+
+
+def _store_id(services: Services) -> str:
+    return services.index.get_store(STORE).store_id
 
 
 def test_instance_delete(client: FlaskClient, services: Services) -> None:
@@ -74,6 +82,62 @@ def test_series_delete_keeps_other_series(client: FlaskClient, services: Service
     remaining = client.get(f"{DW}/studies/{study}/series").get_json()
     assert [o["0020000E"]["Value"][0] for o in remaining] == [specs[2].series]
     assert _blob_count(services) == 2
+
+
+@pytest.mark.parametrize("level", ["study", "series"])
+def test_every_purge_shard_delivered_twice_counts_once(
+    client: FlaskClient, services: Services, monkeypatch: pytest.MonkeyPatch, level: str
+) -> None:
+    monkeypatch.setattr(delete, "PURGE_SHARD_SIZE", 2)
+    study, specs = _store_study(client, instances=5, series=2)
+    deliver_twice(services, monkeypatch)
+    finishes = record_finishes(services, monkeypatch)
+    url = f"{DW}/studies/{study}" + (f"/series/{specs[0].series}" if level == "series" else "")
+    name = client.delete(url).get_json()["name"]
+    drain(services)
+    operation = client.get(f"/v1/{name}").get_json()
+    purged = 10 if level == "study" else 5
+    assert operation["done"] is True
+    assert operation["metadata"]["counter"] == {"success": str(purged)}
+    assert services.operations.get(name).shards_done == purged // 2 + purged % 2
+    assert finishes == [name]
+    assert _blob_count(services) == 10 - purged
+
+
+def test_a_purge_shard_whose_worker_dies_is_redelivered(
+    client: FlaskClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(delete, "PURGE_SHARD_SIZE", 2)
+    study, specs = _store_study(client, instances=3, series=2)  # six instances: three shards
+    held: list[Message] = []
+    monkeypatch.setattr(services.queue, "publish", held.append)  # deliver by hand
+    finishes = record_finishes(services, monkeypatch)
+    name = client.delete(f"{DW}/studies/{study}").get_json()["name"]
+    first, second, third = held
+    # one blob of the shard is gone, the other and both rows are not, when the worker dies
+    death = WorkerDeath(monkeypatch, services.blobs, "delete", 2)
+    with pytest.raises(RuntimeError, match="worker killed"):
+        handlers.dispatch(services, second)
+    assert death.happened
+    assert _blob_count(services) == 5
+    handlers.dispatch(services, first)
+    handlers.dispatch(services, third)
+    running = client.get(f"/v1/{name}").get_json()
+    assert running.get("done") is None
+    assert running["metadata"]["counter"] == {"success": "4", "pending": "2"}
+    assert services.index.is_deleting(_store_id(services), study)
+    handlers.dispatch(services, second)  # the redelivery
+    operation = client.get(f"/v1/{name}").get_json()
+    assert operation["done"] is True
+    assert operation["metadata"]["counter"] == {"success": "6"}
+    handlers.dispatch(services, second)  # once more, after the end
+    assert client.get(f"/v1/{name}").get_json() == operation
+    assert finishes == [name]
+    assert _blob_count(services) == 0
+    assert not services.index.is_deleting(_store_id(services), study)
+    # every row is gone: the same instance can be stored into the study again
+    body = multipart_body([make_instance(specs[0])])
+    assert client.post(f"{DW}/studies", data=body, headers=stow_headers()).status_code == 200
 
 
 def test_store_into_study_under_deletion_fails(client: FlaskClient, services: Services) -> None:

@@ -31,7 +31,7 @@ from shared.service.watch import InboxWatcher
 from tests.conftest import DW, STORE, drain, make_settings
 from tests.dicom_factory import Spec, make_instance
 from tests.functions.http_helpers import multipart_body, stow_headers
-from tests.functions.operation_helpers import WorkerDeath, record_finishes
+from tests.functions.operation_helpers import WorkerDeath, deliver_twice, record_finishes
 
 BUCKET = "imports"  # the embedded buckets' names; on fake-gcs-server every test takes fresh ones
 INGEST = "ingest"
@@ -330,13 +330,7 @@ def test_every_shard_delivered_twice_counts_once(
 ) -> None:
     for number in range(230):  # three shards of at most 100 objects
         gcs.put(f"twice/{number:04d}.dcm", small() if number % 10 else b"junk")
-    publish = services.queue.publish
-
-    def twice(message: Message) -> None:
-        publish(message)
-        publish(message)
-
-    monkeypatch.setattr(services.queue, "publish", twice)
+    deliver_twice(services, monkeypatch)
     name = start(client, gcs.uri("twice/**"))
     operation = finished(client, services, name)
     assert operation["metadata"]["counter"] == {"success": "207", "failure": "23"}
