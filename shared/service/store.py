@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol, runtime_checkable
 
@@ -134,6 +136,75 @@ def store_one(
     storage_class: str,
 ) -> StoreOutcome:
     """Store one Part-10 instance: identical re-upload succeeds, different bytes fail with 272."""
+    return store_many(
+        services,
+        store,
+        [(data, size, crc)],
+        expected_study=expected_study,
+        storage_class=storage_class,
+    )[0]
+
+
+@dataclass
+class _Prepared:
+    """An instance that passed validation: its record, bytes and identity, not yet stored."""
+
+    ident: StoreOutcome
+    record: InstanceRecord
+    data: BinaryIO
+    size: int
+    crc: int
+
+
+def store_many(
+    services: Services,
+    store: StoreRecord,
+    items: Sequence[StoreOutcome | tuple[BinaryIO, int, int]],
+    *,
+    expected_study: str | None,
+    storage_class: str,
+) -> list[StoreOutcome]:
+    """Store the instances of one request, outcomes in request order (see store_one).
+
+    Items that are already outcomes pass through. The others are validated in order, their
+    blobs then written at the same time (each waits on fsyncs of its bytes and directory,
+    which overlap), and their index rows committed in request order, so when two parts share
+    UIDs the first one wins, as if they had been stored one after the other. A failure while
+    writing blobs removes every blob of the request before it is raised.
+    """
+    outcomes: list[StoreOutcome | _Prepared] = [
+        item
+        if isinstance(item, StoreOutcome)
+        else _prepare(services, store, *item, expected_study, storage_class)
+        for item in items
+    ]
+    pending = [o for o in outcomes if isinstance(o, _Prepared)]
+    _put_blobs(services, pending, storage_class)
+    stored: list[StoreOutcome] = []
+    for index, outcome in enumerate(outcomes):
+        if isinstance(outcome, StoreOutcome):
+            stored.append(outcome)
+            continue
+        try:
+            stored.append(_index(services, outcome))
+        except BaseException:
+            for later in outcomes[index + 1 :]:
+                if isinstance(later, _Prepared):
+                    _discard_blob(services, later.record.blob_key)
+            raise
+    return stored
+
+
+def _prepare(
+    services: Services,
+    store: StoreRecord,
+    data: BinaryIO,
+    size: int,
+    crc: int,
+    expected_study: str | None,
+    storage_class: str,
+) -> StoreOutcome | _Prepared:
+    """Parse and check one instance: a failed outcome, or what storing it needs."""
     try:
         parsed = parse.read_instance(data)
     except InvalidDicom as exc:
@@ -160,19 +231,58 @@ def store_one(
     if existing is not None:
         return _compare_existing(ident, existing, size, crc)
     record = _build_record(services, store, parsed, size, crc, storage_class)
-    data.seek(0)
-    services.blobs.put(record.blob_key, data, if_absent=True, storage_class=storage_class)
+    return _Prepared(ident, record, data, size, crc)
+
+
+def _put_blobs(services: Services, pending: list[_Prepared], storage_class: str) -> None:
+    def put(item: _Prepared) -> None:
+        item.data.seek(0)
+        services.blobs.put(
+            item.record.blob_key, item.data, if_absent=True, storage_class=storage_class
+        )
+
+    if len(pending) == 1:
+        put(pending[0])
+        return
+    futures = [_blob_pool().submit(put, item) for item in pending]
+    wait(futures)
+    failure = next((f.exception() for f in futures if f.exception() is not None), None)
+    if failure is not None:
+        for item, future in zip(pending, futures, strict=True):
+            if future.exception() is None:
+                _discard_blob(services, item.record.blob_key)
+        raise failure
+
+
+def _index(services: Services, item: _Prepared) -> StoreOutcome:
+    """Commit the index row of a written blob; a concurrent upload of the same UIDs may win."""
+    record = item.record
     try:
         winner = services.index.add_instance(record)
     except BaseException:
         _discard_blob(services, record.blob_key)
         raise
     if winner.blob_key != record.blob_key:
-        # A concurrent upload of the same UIDs committed first; our blob is nobody's.
+        # An upload of the same UIDs committed first; our blob is nobody's.
         _discard_blob(services, record.blob_key)
-        return _compare_existing(ident, winner, size, crc)
-    logger.info("stored instance %s (study %s, %d bytes)", parsed.sop_uid, parsed.study_uid, size)
-    return ident
+        return _compare_existing(item.ident, winner, item.size, item.crc)
+    logger.info(
+        "stored instance %s (study %s, %d bytes)", record.sop_uid, record.study_uid, item.size
+    )
+    return item.ident
+
+
+_BLOB_THREADS = 4
+_blob_pool_instance: ThreadPoolExecutor | None = None
+_blob_pool_lock = threading.Lock()
+
+
+def _blob_pool() -> ThreadPoolExecutor:
+    global _blob_pool_instance
+    with _blob_pool_lock:
+        if _blob_pool_instance is None:
+            _blob_pool_instance = ThreadPoolExecutor(_BLOB_THREADS, thread_name_prefix="stow-blob")
+        return _blob_pool_instance
 
 
 def _existing(

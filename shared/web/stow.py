@@ -46,14 +46,9 @@ def handle_store(
             items.append((data, size, crc))
         if not items:
             raise InvalidArgument("the request holds no DICOM instance")
-        outcomes = [
-            item
-            if isinstance(item, store_service.StoreOutcome)
-            else store_service.store_one(
-                services, store, *item, expected_study=study_uid, storage_class=storage_class
-            )
-            for item in items
-        ]
+        outcomes = store_service.store_many(
+            services, store, items, expected_study=study_uid, storage_class=storage_class
+        )
     body = stow_result(outcomes, dicomweb_url, study_uid)
     status = 200 if all(o.stored for o in outcomes) else 409
     if choice.media_type == "application/dicom+xml":
