@@ -1,4 +1,4 @@
-"""The `dicomstore` command: run the embedded store (more operator commands come later)."""
+"""The `dicomstore` command: run the embedded store, and operate any store over HTTP."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from shared.cli_ops import commands as operator_commands
 from shared.config import Settings
 
 if TYPE_CHECKING:
@@ -31,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
         "run-cloud", help="run the three functions on the Google Cloud emulators, push-wired"
     )
     cloud.add_argument("--port", type=int, default=8080, help="port of dicomweb (default 8080)")
+    operator_commands.add_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in operator_commands.COMMANDS:
+        return operator_commands.run(args)
     if args.command == "run-cloud":
         return run_cloud(args.port)
     settings = Settings.from_env()

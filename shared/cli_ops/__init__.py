@@ -1,0 +1,1 @@
+"""Operator commands of `dicomstore`: operations, import and export, and bulk upload over HTTP."""
