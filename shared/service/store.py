@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
 import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -175,7 +174,7 @@ def store_many(
     outcomes: list[StoreOutcome | _Prepared] = [
         item
         if isinstance(item, StoreOutcome)
-        else _prepare(services, store, *item, expected_study, storage_class)
+        else _prepare(services, store, item, expected_study, storage_class)
         for item in items
     ]
     pending = [o for o in outcomes if isinstance(o, _Prepared)]
@@ -198,13 +197,12 @@ def store_many(
 def _prepare(
     services: Services,
     store: StoreRecord,
-    data: BinaryIO,
-    size: int,
-    crc: int,
+    item: tuple[BinaryIO, int, int],
     expected_study: str | None,
     storage_class: str,
 ) -> StoreOutcome | _Prepared:
     """Parse and check one instance: a failed outcome, or what storing it needs."""
+    data, size, crc = item
     try:
         parsed = parse.read_instance(data)
     except InvalidDicom as exc:
@@ -244,7 +242,7 @@ def _put_blobs(services: Services, pending: list[_Prepared], storage_class: str)
     if len(pending) == 1:
         put(pending[0])
         return
-    futures = [_blob_pool().submit(put, item) for item in pending]
+    futures = [_BLOB_POOL.submit(put, item) for item in pending]
     wait(futures)
     failure = next((f.exception() for f in futures if f.exception() is not None), None)
     if failure is not None:
@@ -272,17 +270,8 @@ def _index(services: Services, item: _Prepared) -> StoreOutcome:
     return item.ident
 
 
-_BLOB_THREADS = 4
-_blob_pool_instance: ThreadPoolExecutor | None = None
-_blob_pool_lock = threading.Lock()
-
-
-def _blob_pool() -> ThreadPoolExecutor:
-    global _blob_pool_instance
-    with _blob_pool_lock:
-        if _blob_pool_instance is None:
-            _blob_pool_instance = ThreadPoolExecutor(_BLOB_THREADS, thread_name_prefix="stow-blob")
-        return _blob_pool_instance
+# Threads start on first use; they keep their index connections between requests.
+_BLOB_POOL = ThreadPoolExecutor(4, thread_name_prefix="stow-blob")
 
 
 def _existing(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import io
 import os
-import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -88,7 +87,7 @@ class FileBlobStore:
         links the file into place, so the bytes are written once and reach the disk while the
         caller still works on them. Closing the staged file removes its staging name.
         """
-        return StagedFile(self._tmp / uuid.uuid4().hex, _syncer() if self.fsync else None)
+        return StagedFile(self._tmp / uuid.uuid4().hex, _SYNC_POOL if self.fsync else None)
 
     def _publish(self, key: str, durable: Path, target: Path, *, if_absent: bool) -> None:
         """Give the fsynced file `durable` its key, atomically, and make the name durable."""
@@ -201,16 +200,8 @@ class StagedFile(io.BufferedRandom):
             self.path.unlink(missing_ok=True)
 
 
-_sync_pool: ThreadPoolExecutor | None = None
-_sync_pool_lock = threading.Lock()
-
-
-def _syncer() -> ThreadPoolExecutor:
-    global _sync_pool
-    with _sync_pool_lock:
-        if _sync_pool is None:
-            _sync_pool = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="blob-fsync")
-        return _sync_pool
+# Threads start on first use.
+_SYNC_POOL = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="blob-fsync")
 
 
 def _fsync_dir(path: Path) -> None:
