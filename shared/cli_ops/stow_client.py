@@ -6,6 +6,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -27,7 +28,12 @@ FAILURE_DETAIL_JSON = "00091097"  # Google's private FailureDetail in the JSON f
 
 
 class FileChanged(Exception):
-    """A file got shorter between listing and sending; the request's length would lie."""
+    """A file vanished or shrank after listing: the request's length would lie."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -68,18 +74,25 @@ class MultipartBody:
         self.rewind()
         for item in self.files:
             yield self.part_head
+            yield from self._content(item)
+            yield b"\r\n"
+        yield self.tail
+
+    def _content(self, item: DicomFile) -> Iterator[bytes]:
+        # Not OSError: urllib3 would take a local read error for a broken connection.
+        try:
             with item.path.open("rb") as handle:
                 left = item.size
                 while left:
                     chunk = handle.read(min(CHUNK_BYTES, left))
                     if not chunk:
-                        raise FileChanged(f"{item.path} shrank while it was being sent")
+                        raise FileChanged(item.path, "the file shrank after it was listed")
                     left -= len(chunk)
                     self.sent += len(chunk)
                     self.on_bytes(len(chunk))
                     yield chunk
-            yield b"\r\n"
-        yield self.tail
+        except OSError as exc:
+            raise FileChanged(item.path, f"unreadable: {exc.strerror or exc}") from None
 
     def rewind(self) -> None:
         if self.sent:
@@ -126,7 +139,9 @@ def send(
             )
         except FileChanged as exc:
             body.rewind()
-            return [FileOutcome(f, False, str(exc)) for f in files]
+            others = [f for f in files if f.path != exc.path]
+            changed = [FileOutcome(f, False, exc.reason) for f in files if f.path == exc.path]
+            return changed + (send(target, session, others, on_bytes) if others else [])
         except requests.RequestException as exc:
             body.rewind()
             problem = f"cannot reach {target.url}: {connection_reason(exc)}"

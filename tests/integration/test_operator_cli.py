@@ -21,7 +21,8 @@ from waitress import wasyncore
 from waitress.server import create_server
 
 from shared import bootstrap, cli
-from shared.cli_ops import operations, stow_client
+from shared.cli_ops import discover, operations, stow_client, upload
+from shared.ports.warehouse import TableRef
 from shared.service.context import Services
 from tests.conftest import REPO, STORE, make_settings
 from tests.dicom_factory import Spec, make_instance
@@ -290,6 +291,30 @@ def test_upload_retries_overload_and_splits_a_refused_batch(
     assert make_instance(specs[0]) in posts[2].body and make_instance(specs[1]) not in posts[2].body
 
 
+def test_upload_reports_a_file_gone_before_it_was_sent(
+    live: Live, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "exam"
+    folder.mkdir()
+    kept, gone = Spec(rows=4, columns=4), Spec(rows=4, columns=4)
+    (folder / "a-kept.dcm").write_bytes(make_instance(kept))
+    (folder / "b-gone.dcm").write_bytes(make_instance(gone))
+    real_classify = upload.classify
+
+    def classify_then_delete(candidate: discover.Candidate) -> discover.DicomFile | str:
+        verdict = real_classify(candidate)
+        if candidate.path.name == "b-gone.dcm":
+            candidate.path.unlink()
+        return verdict
+
+    monkeypatch.setattr(upload, "classify", classify_then_delete)
+    code, out, _ = run(capsys, "upload", str(folder), "--url", live.url, "--parallel", "1")
+    assert code == 1, out
+    assert "1 stored, 1 failed" in out
+    assert "b-gone.dcm: unreadable: No such file or directory" in out
+    assert len(live.qido("instances", SOPInstanceUID=kept.sop)) == 1
+
+
 # --- import and watching operations ------------------------------------------------------
 def test_import_watches_to_completion(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
     for n in range(5):
@@ -446,6 +471,33 @@ def test_export_request_shapes(recorder: Recorder, capsys: pytest.CaptureFixture
         },
         {"bigqueryDestination": {"tableUri": "bq://proj.ds.table"}},
     ]
+
+
+def test_export_end_to_end(live: Live, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "exam"
+    folder.mkdir()
+    specs = [Spec(rows=4, columns=4, instance_number=n) for n in range(3)]
+    for n, spec in enumerate(specs):
+        (folder / f"{n}.dcm").write_bytes(make_instance(spec))
+    assert run(capsys, "upload", str(folder), "--url", live.url)[0] == 0
+    (live.data_dir / "gcs" / "out").mkdir(parents=True)
+    watch = ["--url", live.url, "--interval", "0.05"]
+    code, out, _ = run(capsys, "export", "--gcs", "gs://out/copy", *watch)
+    assert code == 0, out
+    last = out.splitlines()[-1]
+    assert "(ExportDicomData) done" in last and last.endswith(": 3 instances ok, 0 failed")
+    for spec in specs:
+        exported = live.data_dir / "gcs" / "out" / "copy" / spec.study / spec.series
+        assert (exported / f"{spec.sop}.dcm").read_bytes() == make_instance(spec)
+
+    code, out, _ = run(
+        capsys, "export", "--bigquery", "bq://local.cli.instances", "--include-source-store", *watch
+    )
+    assert code == 0, out
+    assert out.splitlines()[-1].endswith(": 3 instances ok, 0 failed")
+    rows = live.services.warehouse.query_rows(TableRef("local", "cli", "instances"))
+    assert sorted(r["SOPInstanceUID"] for r in rows) == sorted(s.sop for s in specs)
+    assert {r["SourceDicomStore"] for r in rows} == {STORE}
 
 
 @pytest.mark.parametrize(
