@@ -315,6 +315,28 @@ def test_upload_reports_a_file_gone_before_it_was_sent(
     assert len(live.qido("instances", SOPInstanceUID=kept.sop)) == 1
 
 
+def test_upload_interrupted_says_a_rerun_is_safe(
+    live: Live, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "exam"
+    folder.mkdir()
+    for n in range(3):
+        (folder / f"{n}.dcm").write_bytes(small())
+    real_classify = upload.classify
+
+    def interrupted_at_the_last(candidate: discover.Candidate) -> discover.DicomFile | str:
+        if candidate.path.name == "2.dcm":
+            raise KeyboardInterrupt
+        return real_classify(candidate)
+
+    monkeypatch.setattr(upload, "classify", interrupted_at_the_last)
+    argv = ["upload", str(folder), "--url", live.url, "--batch-size", "1", "--parallel", "1"]
+    code, out, err = run(capsys, *argv)
+    assert code == 130
+    assert out == ""
+    assert "interrupted: " in err and "Running the same upload again is safe" in err
+
+
 # --- import and watching operations ------------------------------------------------------
 def test_import_watches_to_completion(live: Live, capsys: pytest.CaptureFixture[str]) -> None:
     for n in range(5):
