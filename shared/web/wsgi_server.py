@@ -17,6 +17,11 @@ logger = logging.getLogger(__name__)
 # larger ones still spool to disk, which bounds memory per connection.
 INBUF_OVERFLOW = 2 << 20
 RECV_BYTES = 256 << 10
+# A response is buffered up to OUTBUF_HIGH_WATERMARK before the request thread waits for the
+# socket; waitress' defaults (16 MiB, spilling to a temp file past 1 MiB) sent a whole-study
+# retrieve through a temp file. Below OUTBUF_OVERFLOW it stays in memory: 4-5 MiB at most.
+OUTBUF_HIGH_WATERMARK = 4 << 20
+OUTBUF_OVERFLOW = 8 << 20
 # glibc gives each thread that allocates concurrently its own arena (up to 8 per core). With
 # 8 request threads and the fsync threads, memory freed after a large request stays spread
 # over many arenas and is not returned: two arenas cut RSS growth while storing a 1 GB study
@@ -68,6 +73,8 @@ def make_server(app: Any, *, host: str, port: int, threads: int) -> Any:
         max_request_body_size=1 << 62,
         inbuf_overflow=INBUF_OVERFLOW,
         recv_bytes=RECV_BYTES,
+        outbuf_high_watermark=OUTBUF_HIGH_WATERMARK,
+        outbuf_overflow=OUTBUF_OVERFLOW,
     )
     listeners = (
         [server]
