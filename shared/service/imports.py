@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import logging
+import uuid
 from collections.abc import Iterator
 from enum import StrEnum
 from typing import Any
@@ -48,6 +50,10 @@ IMPORT_ERROR_DETAILS_TYPE = (
     "type.googleapis.com/google.cloud.healthcare.v1.dicom.ImportDicomDataErrorDetails"
 )
 MARKER_PREFIX = "markers/ingest"
+ATTEMPTS_PREFIX = "markers/ingest-attempts"
+DEAD_LETTER_PREFIX = "markers/ingest-dead-letter"
+# Deliveries of one event that may raise before it is dead-lettered (as the task queue does).
+MAX_EVENT_ATTEMPTS = 5
 _EVENT_FIELDS = ("bucket", "name", "generation")
 _REQUEST_FIELDS = frozenset({"gcsSource", "blobStorageSettings"})
 # What makes a stored file fail, mapped to the google.rpc code recorded for it.
@@ -282,6 +288,7 @@ class EventOutcome(StrEnum):
     IGNORED = "ignored"
     DUPLICATE = "duplicate"
     MISSING = "missing"
+    DEAD_LETTERED = "dead-lettered"
 
 
 def parse_after(value: str) -> tuple[str, str]:
@@ -336,8 +343,15 @@ def import_object_event(
             _after_import(services, bucket, name, generation, after)  # if a crash cut it short
         logger.info("ingest: gs://%s/%s generation %s seen before", bucket, name, generation)
         return EventOutcome.DUPLICATE
-    store = stores.get_store(services, StoreName.parse(target_store))
-    error = import_object(services, store, bucket, name, "STANDARD")
+    try:
+        store = stores.get_store(services, StoreName.parse(target_store))
+        error = import_object(services, store, bucket, name, "STANDARD")
+    except Exception as exc:
+        # A backend outage or a bug: retried by the platform, but never forever.
+        if not _last_attempt(services, bucket, name, generation, exc):
+            raise
+        _dead_letter(services, key, bucket, name, generation, target_store, exc)
+        return EventOutcome.DEAD_LETTERED
     if error is not None and error["error"]["code"] == NotFound.grpc_code:
         logger.info("ingest: gs://%s/%s is gone; nothing to import", bucket, name)
         return EventOutcome.MISSING
@@ -370,8 +384,75 @@ def import_finalized_event(
 
 def marker_key(bucket: str, name: str, generation: str) -> str:
     """The blob-store key of the marker of one object generation."""
-    digest = hashlib.sha256(f"{bucket}\n{name}\n{generation}".encode()).hexdigest()
+    digest = _digest(bucket, name, generation)
     return f"{MARKER_PREFIX}/{bucket}/{digest[:2]}/{digest}.json"
+
+
+def dead_letter_key(bucket: str, name: str, generation: str) -> str:
+    """Where an event given up on is recorded: list DEAD_LETTER_PREFIX to find them all."""
+    return f"{DEAD_LETTER_PREFIX}/{bucket}/{_digest(bucket, name, generation)}.json"
+
+
+def _digest(bucket: str, name: str, generation: str) -> str:
+    return hashlib.sha256(f"{bucket}\n{name}\n{generation}".encode()).hexdigest()
+
+
+def _last_attempt(
+    services: Services, bucket: str, name: str, generation: str, exc: Exception
+) -> bool:
+    """Count this failed delivery (one create-once object each); True at the last allowed.
+
+    Counting fails too when the blob store is down: the event is then simply retried.
+    """
+    prefix = f"{ATTEMPTS_PREFIX}/{bucket}/{_digest(bucket, name, generation)}/"
+    attempt = sum(1 for _ in services.blobs.list_keys(prefix)) + 1
+    note = json.dumps({"attempt": attempt, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+    services.blobs.put(
+        f"{prefix}{attempt:04d}-{uuid.uuid4().hex}",
+        io.BytesIO(note.encode()),
+        content_type="application/json",
+    )
+    logger.warning(
+        "ingest: gs://%s/%s generation %s failed (attempt %d of %d): %s",
+        bucket,
+        name,
+        generation,
+        attempt,
+        MAX_EVENT_ATTEMPTS,
+        type(exc).__name__,
+    )
+    return attempt >= MAX_EVENT_ATTEMPTS
+
+
+def _dead_letter(
+    services: Services,
+    key: str,
+    bucket: str,
+    name: str,
+    generation: str,
+    store: str,
+    exc: Exception,
+) -> None:
+    message = f"gave up after {MAX_EVENT_ATTEMPTS} attempts: {type(exc).__name__}: {exc}"
+    error = _error(bucket, name, Unavailable.grpc_code, message[:2000])
+    record = {"uri": f"gs://{bucket}/{name}", "generation": generation, "store": store}
+    data = io.BytesIO(json.dumps({**record, "error": error, "time": utc_now()}).encode())
+    with contextlib.suppress(PreconditionFailed):  # a concurrent delivery recorded it first
+        services.blobs.put(
+            dead_letter_key(bucket, name, generation),
+            data,
+            if_absent=True,
+            content_type="application/json",
+        )
+    _write_marker(services, key, bucket, name, generation, store, EventOutcome.DEAD_LETTERED, error)
+    logger.error(
+        "ingest: gs://%s/%s generation %s dead-lettered after %d attempts (%s)",
+        bucket,
+        name,
+        generation,
+        MAX_EVENT_ATTEMPTS,
+        dead_letter_key(bucket, name, generation),
+    )
 
 
 def _read_marker(services: Services, key: str) -> dict[str, Any] | None:

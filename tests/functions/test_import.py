@@ -7,6 +7,7 @@ where every test takes fresh buckets.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -588,6 +589,61 @@ def test_trigger_raises_on_backend_errors_so_the_event_is_retried(
     assert list(services.blobs.list_keys(imports.MARKER_PREFIX + "/")) == []
     assert event(services, gcs, "t/a.dcm") == EventOutcome.IMPORTED  # the retry
     assert instance_count(client) == 1
+
+
+def test_a_poison_event_is_dead_lettered_after_five_attempts(
+    client: FlaskClient,
+    services: Services,
+    gcs: Buckets,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gcs.put("p/poison.dcm", small(), gcs.ingest)
+
+    def crash(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("decoder bug")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(imports, "import_object", crash)
+        for _ in range(imports.MAX_EVENT_ATTEMPTS - 1):
+            with pytest.raises(RuntimeError):
+                event(services, gcs, "p/poison.dcm")  # raised: the platform retries
+        assert event(services, gcs, "p/poison.dcm") == EventOutcome.DEAD_LETTERED
+    # Acknowledged from now on, even though the file itself is fine.
+    assert event(services, gcs, "p/poison.dcm") == EventOutcome.DUPLICATE
+    assert instance_count(client) == 0
+    keys = list(services.blobs.list_keys(imports.DEAD_LETTER_PREFIX + "/"))
+    assert keys == [
+        imports.dead_letter_key(
+            gcs.ingest, "p/poison.dcm", gcs.objects.stat(gcs.ingest, "p/poison.dcm").generation
+        )
+    ]
+    with services.blobs.open(keys[0]) as handle:
+        record = json.loads(handle.read())
+    assert record["uri"] == f"gs://{gcs.ingest}/p/poison.dcm"
+    assert (
+        "gave up after 5 attempts: RuntimeError: decoder bug" in record["error"]["error"]["message"]
+    )
+
+
+def test_a_retried_event_that_then_succeeds_is_not_dead_lettered(
+    client: FlaskClient,
+    services: Services,
+    gcs: Buckets,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gcs.put("p/flaky.dcm", small(), gcs.ingest)
+    with monkeypatch.context() as patch:
+        patch.setattr(services.index, "add_instance", _unavailable)
+        for _ in range(imports.MAX_EVENT_ATTEMPTS - 1):
+            with pytest.raises(Unavailable):
+                event(services, gcs, "p/flaky.dcm")
+    assert event(services, gcs, "p/flaky.dcm") == EventOutcome.IMPORTED
+    assert list(services.blobs.list_keys(imports.DEAD_LETTER_PREFIX + "/")) == []
+    assert instance_count(client) == 1
+
+
+def _unavailable(*_args: object, **_kwargs: object) -> None:
+    raise Unavailable("index unreachable")
 
 
 def test_trigger_into_a_missing_store_raises(services: Services, gcs: Buckets) -> None:
