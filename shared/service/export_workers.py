@@ -195,6 +195,8 @@ def _run_shard(
     for study, series, sop in payload["instances"]:
         if cancel.requested():
             logger.info("export operation %s: shard %s stopped by a cancel", name, shard)
+            if payload["kind"] == exports.BIGQUERY:
+                _remove_staging(services, *staging(services, payload))  # no load will run
             return  # a cancelled operation is already done; nothing more to record
         resource = f"{payload['store']}/dicomWeb/studies/{study}/series/{series}/instances/{sop}"
         try:

@@ -666,3 +666,32 @@ def test_shard_schemas_that_disagree_are_unified_before_the_load(
     loaded = services.warehouse.query_rows(TableRef(project, dataset, "mixed"))
     assert len(loaded) == 101
     assert [row["Rows"] for row in loaded] == [[4]] * 101
+
+
+def test_a_cancelled_bigquery_export_loads_nothing_and_leaves_no_staging(
+    client: FlaskClient,
+    services: Services,
+    warehouse: tuple[str, str],
+    bq_store: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project, dataset = warehouse
+    specs = [
+        Spec(study="1.5.9", series="1.5.9.1", sop=f"1.5.9.1.{n}", rows=4, columns=4)
+        for n in range(150)
+    ]
+    stow(client, [make_instance(s) for s in specs], bq_store)
+    held: list[Message] = []
+    monkeypatch.setattr(services.queue, "publish", held.append)
+    name = start(client, to_bq(project, dataset, "cancelled"), bq_store)
+    handlers.dispatch(services, held.pop(0))  # the plan
+    handlers.dispatch(services, held.pop(0))  # the first shard stages its rows
+    bucket, folder = export_workers.staging(services, {"operation": name})
+    assert names(services, bucket, folder)
+    assert client.post(f"/v1/{name}:cancel").status_code == 200
+    while held:
+        handlers.dispatch(services, held.pop(0))
+    operation = client.get(f"/v1/{name}").get_json()
+    assert operation["error"]["code"] == 1
+    assert services.warehouse.row_count(TableRef(project, dataset, "cancelled")) is None
+    assert names(services, bucket, folder) == []
