@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import zlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
@@ -487,6 +487,66 @@ def _plan(store_id: str, query: SearchQuery) -> _Plan:
 # --- the index ---------------------------------------------------------------------------
 
 
+@dataclass
+class _PendingInsert:
+    """One add_instance call waiting for the transaction that will hold it."""
+
+    record: InstanceRecord
+    result: InstanceRecord | None = None
+    error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+
+
+class _GroupCommit:
+    """Group commit: concurrent inserts share one transaction, so one fsync of the WAL.
+
+    A synced commit costs a WAL fsync while holding SQLite's write lock, so concurrent STOW
+    requests queued behind each other's fsyncs. The first caller to find no commit running
+    leads: it inserts everything pending in one transaction, commits, wakes those callers,
+    and hands the lead to the first caller that arrived meanwhile. Nobody is answered before
+    the commit that holds its row is durable.
+    """
+
+    def __init__(self, insert_batch: Callable[[list[_PendingInsert]], None]) -> None:
+        self._insert_batch = insert_batch
+        self._lock = threading.Lock()
+        self._pending: list[_PendingInsert] = []
+        self._leading = False
+
+    def add(self, record: InstanceRecord) -> InstanceRecord:
+        mine = _PendingInsert(record)
+        with self._lock:
+            self._pending.append(mine)
+            mine.lead = not self._leading
+            self._leading = True
+        if not mine.lead:
+            mine.done.wait()
+        if mine.lead:
+            self._commit_pending()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.result is not None
+        return mine.result
+
+    def _commit_pending(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+        try:
+            self._insert_batch(batch)
+        finally:
+            with self._lock:
+                successor = self._pending[0] if self._pending else None
+                self._leading = successor is not None
+                if successor is not None:
+                    successor.lead = True
+            for pending in batch:
+                pending.lead = False
+                pending.done.set()
+            if successor is not None:
+                successor.done.set()
+
+
 class SqliteIndex:
     """Index on one SQLite file (WAL); one connection per thread, writers serialised by SQLite.
 
@@ -503,6 +563,7 @@ class SqliteIndex:
         self._guard: contextlib.AbstractContextManager[Any] = (
             threading.RLock() if self._memory else contextlib.nullcontext()
         )
+        self._group = _GroupCommit(self._insert_batch)
         with self._connection() as conn:
             if not self._memory:
                 conn.execute("PRAGMA journal_mode = WAL")
@@ -649,31 +710,52 @@ class SqliteIndex:
         """Insert the record unless its key exists; returns the row in the index afterwards.
 
         An empty `create_time` (and `storage_class_time`) is filled in on the record itself.
+        Concurrent calls share one transaction and one synced commit (see _GroupCommit).
         """
         if not record.create_time:
             record.create_time = utc_now()
         if not record.storage_class_time:
             record.storage_class_time = record.create_time
-        key = (record.store_id, *record.key)
+        return self._group.add(record)
+
+    def _insert_batch(self, batch: list[_PendingInsert]) -> None:
+        """Insert every pending record in one transaction; each gets its row or its error."""
         try:
             with self._transaction() as conn:
-                cursor = conn.execute(
-                    f"INSERT INTO instances ({_INSTANCE_COLUMNS}, instance_number)"
-                    f" VALUES ({', '.join('?' * 21)})"
-                    " ON CONFLICT (store_id, study_uid, series_uid, sop_uid) DO NOTHING",
-                    _instance_values(record),
-                )
-                if cursor.rowcount == 0:
-                    existing = conn.execute(
-                        f"SELECT * FROM instances WHERE {_KEY_WHERE}", key
-                    ).fetchone()
-                    return _record(existing)
-                self._count_added(conn, record)
-        except sqlite3.IntegrityError as error:
-            if "FOREIGN KEY" not in str(error):
+                for pending in batch:
+                    pending.result, pending.error = self._insert_one(conn, pending.record)
+        except BaseException as error:  # the commit itself failed: nothing of it is stored
+            for pending in batch:
+                pending.result, pending.error = None, error
+            if not isinstance(error, Exception):
                 raise
-            raise NotFound(f"no DICOM store with id {record.store_id}") from None
-        return record
+
+    def _insert_one(
+        self, conn: sqlite3.Connection, record: InstanceRecord
+    ) -> tuple[InstanceRecord | None, Exception | None]:
+        key = (record.store_id, *record.key)
+        conn.execute("SAVEPOINT instance")
+        try:
+            cursor = conn.execute(
+                f"INSERT INTO instances ({_INSTANCE_COLUMNS}, instance_number)"
+                f" VALUES ({', '.join('?' * 21)})"
+                " ON CONFLICT (store_id, study_uid, series_uid, sop_uid) DO NOTHING",
+                _instance_values(record),
+            )
+            if cursor.rowcount == 0:
+                existing = conn.execute(f"SELECT * FROM instances WHERE {_KEY_WHERE}", key)
+                result = _record(existing.fetchone())
+            else:
+                self._count_added(conn, record)
+                result = record
+        except sqlite3.IntegrityError as error:
+            conn.execute("ROLLBACK TO instance")
+            conn.execute("RELEASE instance")
+            if "FOREIGN KEY" not in str(error):
+                return None, error
+            return None, NotFound(f"no DICOM store with id {record.store_id}")
+        conn.execute("RELEASE instance")
+        return result, None
 
     @staticmethod
     def _count_added(conn: sqlite3.Connection, record: InstanceRecord) -> None:
