@@ -279,9 +279,15 @@ def test_window_is_computed_per_stored_value_not_per_pixel(
         return original(values, *window)  # type: ignore[arg-type]
 
     monkeypatch.setattr(render, "_apply_window", recording)
+    monkeypatch.setattr(render, "_TABLES", type(render._TABLES)())
     ds = _synthetic_ct()
     png(ds)
-    assert sizes == [int(ds.pixel_array.max()) - int(ds.pixel_array.min()) + 1]
+    # Once per possible 16-bit stored value, then shared by images with the same window.
+    assert sizes == [1 << 16]
+    png(_synthetic_ct(SOPInstanceUID="1.2.3.4"))
+    assert sizes == [1 << 16]
+    png(_synthetic_ct(WindowCenter=100))
+    assert sizes == [1 << 16, 1 << 16]
 
 
 def test_min_max_through_the_table_ignores_absent_levels_and_padding() -> None:
