@@ -7,7 +7,6 @@ import copy
 import io
 import json
 import struct
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -384,18 +383,6 @@ def test_deferred_bulk_values_are_never_read(monkeypatch: pytest.MonkeyPatch, na
     assert 0x7FE00010 not in read_tags
     # Only inline values longer than defer_size are fetched, never bulk ones.
     assert all(not is_bulk_vr(tag, full[f"{tag:08X}"]["vr"], 65) for tag in read_tags)
-
-
-def test_dataset_to_json_is_fast() -> None:
-    raw = open(_testfile("CT_small.dcm"), "rb").read()  # noqa: SIM115
-    timings = []
-    for _ in range(30):
-        ds = pydicom.dcmread(io.BytesIO(raw), stop_before_pixels=True)
-        start = time.perf_counter()
-        dataset_to_json(ds, pixel_data_vr="OW")
-        timings.append(time.perf_counter() - start)
-    # The target is well under 2 ms; the bound is loose so a busy CI machine does not flake.
-    assert sorted(timings)[len(timings) // 2] < 0.010
 
 
 # absolutize_bulkdata and dumps.
