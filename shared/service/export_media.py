@@ -5,21 +5,18 @@ from __future__ import annotations
 import io
 import itertools
 import logging
-import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from pydicom import Dataset, dcmread
-from pydicom.encaps import encapsulate
+from pydicom import Dataset
 
 from shared.dicom import codecs
 from shared.dicom.media_types import ANY_SYNTAX, EXPLICIT_VR_LITTLE_ENDIAN, INSTANCE_SYNTAXES
 from shared.dicom.multipart import parse_media_type
-from shared.dicom.parse import PIXEL_DATA
 from shared.domain.records import InstanceRecord
 from shared.errors import InvalidArgument, NotAcceptable
-from shared.service import retrieve
+from shared.service import frame_source, retrieve
 from shared.service.context import Services
 
 logger = logging.getLogger(__name__)
@@ -227,80 +224,21 @@ def _frame_batches(record: InstanceRecord) -> list[list[int]]:
     then all frames are asked for at once.
     """
     numbers = list(range(1, record.number_of_frames + 1))
-    if _reads_spans(record):
+    if frame_source.reads_spans(record):
         return [[number] for number in numbers]
     return [numbers]
-
-
-def _reads_spans(record: InstanceRecord) -> bool:
-    """True when retrieve reads a frame as stored from its spans (not deflated or big endian)."""
-    whole_instance = (codecs.DEFLATED_EXPLICIT_VR_LE, codecs.EXPLICIT_VR_BE)
-    return bool(record.frames) and record.transfer_syntax not in whole_instance
 
 
 def _rendered_frames(
     services: Services, record: InstanceRecord, media_type: str
 ) -> Iterator[tuple[bytes, str]]:
-    """Each frame as WADO renders it, holding one frame at a time when spans allow.
-
-    render_frame takes a data set; instead of loading a multi-gigabyte instance it gets the
-    header (everything before the pixel data) with just the one frame as its pixel data.
-    """
+    """Each frame as WADO renders it, holding one frame at a time when spans allow."""
     from shared.dicom import render
 
-    numbers = range(1, record.number_of_frames + 1)
-    header = _header_dataset(services, record)
-    if header is None:
-        dataset = retrieve.load_dataset(services, record)
-        for number in numbers:
-            yield render.render_frame(dataset, number, media_type), media_type
-        return
-    for number in numbers:
-        _, (frame,) = retrieve.frame_payloads(services, record, [number], None)
-        dataset = _one_frame_dataset(header, record, number, frame)
-        yield render.render_frame(dataset, 1, media_type), media_type
-
-
-def _header_dataset(services: Services, record: InstanceRecord) -> Dataset | None:
-    """Everything before the pixel data, when frames can be rendered from it one by one.
-
-    None when they cannot: no recorded header range or spans, Float Pixel Data (told by the
-    tag that follows the header) or bit-packed 1-bit frames.
-    """
-    if not (record.header_length and _reads_spans(record)):
-        return None
-    data = services.blobs.read_range(record.blob_key, 0, record.header_length + 4)
-    if struct.unpack("<HH", data[-4:]) != (PIXEL_DATA >> 16, PIXEL_DATA & 0xFFFF):
-        return None
-    # force: uploads without the 128-byte preamble are stored as sent (validated at ingest).
-    header = dcmread(io.BytesIO(data[:-4]), force=True, stop_before_pixels=True)
-    return header if int(header.get("BitsAllocated") or 0) > 1 else None
-
-
-def _one_frame_dataset(
-    header: Dataset, record: InstanceRecord, number: int, frame: bytes
-) -> Dataset:
-    """The header with frame `number` as its only frame, as render_frame would see it."""
-    dataset = Dataset()
-    # Shares the header's elements, so changed ones are replaced with add_new: assigning an
-    # attribute would change the shared element's value, and with it the header.
-    dataset.update(header)
-    dataset.file_meta = header.file_meta
-    dataset.add_new("NumberOfFrames", "IS", 1)
-    per_frame = header.get("PerFrameFunctionalGroupsSequence")
-    if per_frame and number <= len(per_frame):
-        # render reads the functional groups of frame index 0: give it this frame's.
-        dataset.add_new("PerFrameFunctionalGroupsSequence", "SQ", [per_frame[number - 1]])
-    if record.transfer_syntax in codecs.NATIVE_SYNTAXES:
-        bits = int(header.get("BitsAllocated") or 8)
-        dataset.add_new(PIXEL_DATA, "OW" if bits > 8 else "OB", frame)
-        return dataset
-    for keyword in ("ExtendedOffsetTable", "ExtendedOffsetTableLengths"):
-        if keyword in dataset:
-            del dataset[keyword]
-    dataset.add_new(PIXEL_DATA, "OB", encapsulate([frame], has_bot=True))
-    dataset[PIXEL_DATA].is_undefined_length = True
-    return dataset
+    source = frame_source.renderer(services, record)
+    for number in range(1, record.number_of_frames + 1):
+        dataset, index = source(number)
+        yield render.render_frame(dataset, index, media_type), media_type
 
 
 def _stream(chunks: Iterator[bytes]) -> BinaryIO:

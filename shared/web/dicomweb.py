@@ -12,7 +12,7 @@ from shared.domain.identifiers import StoreName, validate_uid
 from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
 from shared.domain.search import Level
 from shared.errors import InvalidArgument, NotAcceptable, NotFound, RangeNotSatisfiable
-from shared.service import capabilities, delete, retrieve, search, storage, stores
+from shared.service import capabilities, delete, frame_source, retrieve, search, storage, stores
 from shared.web import archive, responses, stow
 
 if TYPE_CHECKING:
@@ -273,8 +273,8 @@ def _rendered(call: Call, record: InstanceRecord, frame: int) -> Response:
     viewport = render.parse_viewport(call.request.args.get("viewport"))
     if record.number_of_frames == 0:
         raise InvalidArgument("the instance has no pixel data to render")
-    dataset = retrieve.load_dataset(call.services, record)
-    image = render.render_frame(dataset, frame, choice.media_type, viewport)
+    dataset, index = frame_source.renderer(call.services, record)(frame)
+    image = render.render_frame(dataset, index, choice.media_type, viewport)
     return responses.bytes_response(image, choice.media_type)
 
 
@@ -291,8 +291,8 @@ def _rendered_many(call: Call, records: list[InstanceRecord]) -> Response:
 
     def parts() -> Iterator[tuple[dict[str, str], Iterable[bytes]]]:
         for record in images:
-            dataset = retrieve.load_dataset(services, record)
-            image = render.render_frame(dataset, 1, choice.media_type, viewport)
+            dataset, index = frame_source.renderer(services, record)(1)
+            image = render.render_frame(dataset, index, choice.media_type, viewport)
             yield {"Content-Type": choice.media_type}, [image]
 
     return responses.multipart_response(parts(), choice.media_type)
@@ -307,8 +307,8 @@ def _thumbnail(call: Call, record: InstanceRecord, frame: int) -> Response:
         THUMBNAIL_SIDE, THUMBNAIL_SIDE
     )
     number = frame or max(1, (record.number_of_frames + 1) // 2)
-    dataset = retrieve.load_dataset(call.services, record)
-    image = render.render_frame(dataset, number, choice.media_type, viewport)
+    dataset, index = frame_source.renderer(call.services, record)(number)
+    image = render.render_frame(dataset, index, choice.media_type, viewport)
     return responses.bytes_response(image, choice.media_type)
 
 
