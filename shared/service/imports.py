@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
@@ -435,23 +434,19 @@ def _dead_letter(
 ) -> None:
     message = f"gave up after {MAX_EVENT_ATTEMPTS} attempts: {type(exc).__name__}: {exc}"
     error = _error(bucket, name, Unavailable.grpc_code, message[:2000])
-    record = {"uri": f"gs://{bucket}/{name}", "generation": generation, "store": store}
-    data = io.BytesIO(json.dumps({**record, "error": error, "time": utc_now()}).encode())
-    with contextlib.suppress(PreconditionFailed):  # a concurrent delivery recorded it first
-        services.blobs.put(
-            dead_letter_key(bucket, name, generation),
-            data,
-            if_absent=True,
-            content_type="application/json",
-        )
-    _write_marker(services, key, bucket, name, generation, store, EventOutcome.DEAD_LETTERED, error)
+    outcome = EventOutcome.DEAD_LETTERED
+    # The same record twice: where operators list dead letters, and the event's own marker.
+    # Either may exist already when a concurrent delivery got there first.
+    dead = dead_letter_key(bucket, name, generation)
+    _write_marker(services, dead, bucket, name, generation, store, outcome, error)
+    _write_marker(services, key, bucket, name, generation, store, outcome, error)
     logger.error(
         "ingest: gs://%s/%s generation %s dead-lettered after %d attempts (%s)",
         bucket,
         name,
         generation,
         MAX_EVENT_ATTEMPTS,
-        dead_letter_key(bucket, name, generation),
+        dead,
     )
 
 

@@ -158,6 +158,23 @@ def series_of(study: str, series: str, count: int, **fields: Any) -> list[Spec]:
     ]
 
 
+def stow_tiny(client: FlaskClient, study: str, count: int, store: str = STORE) -> list[Spec]:
+    """`count` 4x4 instances in one series of `study` (enough for several shards)."""
+    specs = [
+        Spec(study=study, series=f"{study}.1", sop=f"{study}.1.{n}", rows=4, columns=4)
+        for n in range(count)
+    ]
+    stow(client, [make_instance(s) for s in specs], store)
+    return specs
+
+
+def hold(services: Services, monkeypatch: pytest.MonkeyPatch) -> list[Message]:
+    """Keep every published message, to be delivered by hand with handlers.dispatch."""
+    held: list[Message] = []
+    monkeypatch.setattr(services.queue, "publish", held.append)
+    return held
+
+
 # --- Cloud Storage -----------------------------------------------------------------------------
 def test_export_as_stored_writes_one_object_per_instance(
     client: FlaskClient, services: Services, bucket: str
@@ -400,11 +417,7 @@ def test_export_method_and_store_checks(client: FlaskClient) -> None:
 def test_every_message_delivered_twice_counts_once(
     client: FlaskClient, services: Services, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    specs = [
-        Spec(study="1.4.1", series="1.4.1.1", sop=f"1.4.1.1.{n}", rows=4, columns=4)
-        for n in range(230)
-    ]
-    stow(client, [make_instance(s) for s in specs])
+    stow_tiny(client, "1.4.1", 230)
     publish = services.queue.publish
 
     def twice(message: Message) -> None:
@@ -423,8 +436,7 @@ def test_a_shard_that_crashes_is_retried_and_completes(
 ) -> None:
     specs = series_of("1.4.2", "1.4.2.1", 3)
     stow(client, [make_instance(s) for s in specs])
-    held: list[Message] = []
-    monkeypatch.setattr(services.queue, "publish", held.append)  # deliver by hand
+    held = hold(services, monkeypatch)  # deliver by hand
     name = start(client, to_gcs(bucket, "crash"))
     handlers.dispatch(services, held.pop(0))  # the plan
     shard = held.pop(0)
@@ -452,13 +464,8 @@ def test_a_shard_that_crashes_is_retried_and_completes(
 def test_cancel_stops_the_remaining_shards(
     client: FlaskClient, services: Services, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    specs = [
-        Spec(study="1.4.3", series="1.4.3.1", sop=f"1.4.3.1.{n}", rows=4, columns=4)
-        for n in range(250)
-    ]
-    stow(client, [make_instance(s) for s in specs])
-    held: list[Message] = []
-    monkeypatch.setattr(services.queue, "publish", held.append)
+    stow_tiny(client, "1.4.3", 250)
+    held = hold(services, monkeypatch)
     name = start(client, to_gcs(bucket, "c"))
     handlers.dispatch(services, held.pop(0))
     assert [m.type for m in held] == [exports.EXPORT_GCS_TASK] * 3
@@ -573,11 +580,7 @@ def test_bigquery_shards_delivered_twice_load_once(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project, dataset = warehouse
-    specs = [
-        Spec(study="1.5.6", series="1.5.6.1", sop=f"1.5.6.1.{n}", rows=4, columns=4)
-        for n in range(150)
-    ]
-    stow(client, [make_instance(s) for s in specs], bq_store)
+    stow_tiny(client, "1.5.6", 150, bq_store)
     sent: list[Message] = []
     publish = services.queue.publish
 
@@ -607,8 +610,7 @@ def test_a_failed_load_ends_the_operation_with_its_error(
     project, dataset = warehouse
     table = TableRef(project, dataset, "race")
     stow(client, [make_instance(s) for s in series_of("1.5.7", "1.5.7.1", 1)], bq_store)
-    held: list[Message] = []
-    monkeypatch.setattr(services.queue, "publish", held.append)  # deliver by hand
+    held = hold(services, monkeypatch)  # deliver by hand
     name = start(client, to_bq(project, dataset, "race"), bq_store)
     handlers.dispatch(services, held.pop(0))  # the plan
     handlers.dispatch(services, held.pop(0))  # the one shard
@@ -638,13 +640,8 @@ def test_shard_schemas_that_disagree_are_unified_before_the_load(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project, dataset = warehouse
-    specs = [
-        Spec(study="1.5.8", series="1.5.8.1", sop=f"1.5.8.1.{n}", rows=4, columns=4)
-        for n in range(101)
-    ]
-    stow(client, [make_instance(s) for s in specs], bq_store)
-    held: list[Message] = []
-    monkeypatch.setattr(services.queue, "publish", held.append)
+    stow_tiny(client, "1.5.8", 101, bq_store)
+    held = hold(services, monkeypatch)
     name = start(client, to_bq(project, dataset, "mixed"), bq_store)
     for _ in range(3):  # the plan and its two shards
         handlers.dispatch(services, held.pop(0))
@@ -676,13 +673,8 @@ def test_a_cancelled_bigquery_export_loads_nothing_and_leaves_no_staging(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     project, dataset = warehouse
-    specs = [
-        Spec(study="1.5.9", series="1.5.9.1", sop=f"1.5.9.1.{n}", rows=4, columns=4)
-        for n in range(150)
-    ]
-    stow(client, [make_instance(s) for s in specs], bq_store)
-    held: list[Message] = []
-    monkeypatch.setattr(services.queue, "publish", held.append)
+    stow_tiny(client, "1.5.9", 150, bq_store)
+    held = hold(services, monkeypatch)
     name = start(client, to_bq(project, dataset, "cancelled"), bq_store)
     handlers.dispatch(services, held.pop(0))  # the plan
     handlers.dispatch(services, held.pop(0))  # the first shard stages its rows
