@@ -25,10 +25,11 @@ def renderer(services: Services, record: InstanceRecord) -> RenderSource:
 
     The header range of the blob is read once; each frame then costs one ranged read of its
     own bytes, so rendering frame 7 of a multi-gigabyte instance never loads the others.
-    Instances whose frames cannot be read alone (deflated, big endian, no recorded header or
-    spans, float or 1-bit pixels) are loaded whole, once.
+    Single-frame instances, and those whose frames cannot be read alone (deflated, big
+    endian, no recorded header or spans, float or 1-bit pixels), are loaded whole, once.
     """
-    header = _header_dataset(services, record)
+    # A single frame is the whole instance: one read and one parse beat reading it in two.
+    header = _header_dataset(services, record) if record.number_of_frames > 1 else None
     if header is None:
         dataset = retrieve.load_dataset(services, record)
         return lambda number: (dataset, number)
