@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from bench import client, corpus, flame, servers, workloads
+from bench import client, corpus, flame, probes, servers, workloads
 from bench.servers import Server
 
 logger = logging.getLogger("bench")
@@ -418,9 +418,14 @@ def build_rows(results: dict[str, dict[str, dict[str, object]]], quick: bool) ->
     def ratio_at_most(k: float) -> Callable[[Row], bool]:
         return lambda r: r.ratio is not None and r.ratio <= k
 
+    def cpu(workload: str) -> None:
+        add(workload, "client CPU ms/item", workloads.CLIENT_CPU)
+        add(workload, "server CPU ms/item", workloads.SERVER_CPU)
+
     for w in ("stow_sequential", "stow_batch", "stow_parallel"):
         add(w, "instances/s", "instances_per_s", "ratio >= 2.0", ratio_at_least(2.0))
         add(w, "MB/s", "mb_per_s")
+        cpu(w)
     corpus_note = " (quick corpus)" if quick else ""
     for kind in workloads.QIDO_KINDS:
         w = f"qido_{kind}"
@@ -429,6 +434,7 @@ def build_rows(results: dict[str, dict[str, dict[str, object]]], quick: bool) ->
         add(w, "results/query", "mean_results")
     add("wado_instance", "instances/s", "instances_per_s", "ratio >= 1.5", ratio_at_least(1.5))
     add("wado_instance", "MB/s", "mb_per_s")
+    cpu("wado_instance")
     add("wado_study", "seconds (p50)", "p50_ms")
     add("wado_study", "MB/s", "mb_per_s")
     for w in ("wado_metadata", "wado_frame_single", "wado_frames_multiframe", "wado_frames_all"):
@@ -436,6 +442,7 @@ def build_rows(results: dict[str, dict[str, dict[str, object]]], quick: bool) ->
         add(w, "p95 ms", "p95_ms")
     add("wado_rendered", "p50 ms", "p50_ms", "ratio <= 1.0", ratio_at_most(1.0))
     add("wado_rendered", "p95 ms", "p95_ms")
+    cpu("wado_rendered")
     below_100 = lambda r: r.store is not None and r.store < 100  # noqa: E731
     add(
         "memory_big_study",
@@ -584,7 +591,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, object] = {
         "started": started.isoformat(timespec="seconds"),
         "quick": args.quick,
-        "machine": servers.machine(),
+        "machine": servers.machine() | {"disk": probes.disk_costs()},
         "params": asdict(params),
         "corpus": {"name": size.name, "instances": size.instances, "studies": size.studies},
         "only": sorted(groups),

@@ -17,6 +17,9 @@ from bench.servers import Server
 from tests.dicom_factory import Spec, make_instance, uid
 
 MB = 1_000_000
+# CPU milliseconds per counted item (see `each`), of the benchmark client and of the server.
+CLIENT_CPU = "client_cpu_ms"
+SERVER_CPU = "server_cpu_ms"
 WORKLOAD_TIMEOUT_S = 1800.0
 RSS_POLL_S = 0.05
 
@@ -83,7 +86,9 @@ def _check_stow(response: requests.Response, errors: list[str]) -> None:
         errors.append(f"STOW -> {response.status_code} {response.text[:200]}")
 
 
-def _throughput(count: int, nbytes: int, seconds: float, errors: list[str]) -> dict[str, object]:
+def _throughput(
+    count: int, nbytes: int, seconds: float, errors: list[str], client_cpu_s: float | None = None
+) -> dict[str, object]:
     out: dict[str, object] = {
         "n": count,
         "seconds": round(seconds, 3),
@@ -91,6 +96,8 @@ def _throughput(count: int, nbytes: int, seconds: float, errors: list[str]) -> d
         "mb_per_s": round(nbytes / MB / seconds, 2),
         "errors": len(errors),
     }
+    if client_cpu_s is not None and count:
+        out[CLIENT_CPU] = round(client_cpu_s / count * 1000, 3)
     if errors:
         out["error_samples"] = errors[:5]
     return out
@@ -104,11 +111,11 @@ def stow_sequential(server: Server, instances: Sequence[Instance]) -> dict[str, 
     bodies = [client.multipart_body([i.data]) for i in instances]
     errors: list[str] = []
     with client.session() as s:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for body in bodies:
             _check_stow(client.stow(s, server.root, body), errors)
-        seconds = time.perf_counter() - start
-    return _throughput(len(bodies), sum(len(i.data) for i in instances), seconds, errors)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return _throughput(len(bodies), sum(len(i.data) for i in instances), seconds, errors, cpu)
 
 
 def stow_batches(
@@ -121,11 +128,11 @@ def stow_batches(
     ]
     errors: list[str] = []
     with client.session() as s:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for body in bodies:
             _check_stow(client.stow(s, server.root, body), errors)
-        seconds = time.perf_counter() - start
-    return _throughput(len(instances), sum(len(i.data) for i in instances), seconds, errors)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return _throughput(len(instances), sum(len(i.data) for i in instances), seconds, errors, cpu)
 
 
 def stow_parallel(server: Server, instances: Sequence[Instance], clients: int) -> dict[str, object]:
@@ -140,11 +147,11 @@ def stow_parallel(server: Server, instances: Sequence[Instance], clients: int) -
                 _check_stow(client.stow(s, server.root, body), errors)
 
     with ThreadPoolExecutor(max_workers=clients) as pool:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for future in [pool.submit(run, share) for share in shares]:
             future.result(timeout=WORKLOAD_TIMEOUT_S)
-        seconds = time.perf_counter() - start
-    return _throughput(len(bodies), sum(len(i.data) for i in instances), seconds, errors)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    return _throughput(len(bodies), sum(len(i.data) for i in instances), seconds, errors, cpu)
 
 
 # --- QIDO ---------------------------------------------------------------------------------
@@ -219,14 +226,14 @@ def wado_instances(server: Server, instances: Sequence[Instance], count: int) ->
     """Single-instance retrieval as stored, one client, `count` requests."""
     timing = client.Timing()
     with client.session() as s:
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         for n in range(count):
             inst = instances[n % len(instances)]
             client.timed_get(
                 s, instance_url(server.root, inst), client.MULTIPART_DICOM_AS_STORED, timing
             )
-        seconds = time.perf_counter() - start
-    out = _throughput(len(timing.latencies), timing.nbytes, seconds, timing.error_samples)
+        seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
+    out = _throughput(len(timing.latencies), timing.nbytes, seconds, timing.error_samples, cpu)
     out.update({k: v for k, v in timing.summary().items() if k.endswith("_ms")})
     return out
 
@@ -355,5 +362,28 @@ def alternate(index: int, servers: Sequence[Server]) -> list[Server]:
 def each(
     index: int, servers: Sequence[Server], work: Callable[[Server], dict[str, object]]
 ) -> dict[str, dict[str, object]]:
-    """Run `work` on each server in alternating order; results keyed by server name."""
-    return {server.name: work(server) for server in alternate(index, servers)}
+    """Run `work` on each server in alternating order; results keyed by server name.
+
+    Each result also gets the CPU time the server process and this client process spent per
+    counted item (its "n": an instance for throughput workloads, a request for latency ones),
+    unless the workload measured the client's share over its timed loop itself. Both run on
+    the same cores, so the client's share bounds what any server can reach.
+    """
+    out: dict[str, dict[str, object]] = {}
+    for server in alternate(index, servers):
+        client_cpu, server_cpu = time.process_time(), _cpu_seconds(server.pid)
+        result = work(server)
+        client_cpu = time.process_time() - client_cpu
+        server_cpu = _cpu_seconds(server.pid) - server_cpu
+        count = result.get("n")
+        if isinstance(count, int) and count > 0:
+            result.setdefault(CLIENT_CPU, round(client_cpu / count * 1000, 3))
+            result[SERVER_CPU] = round(server_cpu / count * 1000, 3)
+        out[server.name] = result
+    return out
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of a process, its threads included."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
