@@ -6,10 +6,19 @@ from typing import Protocol, runtime_checkable
 
 from shared.domain.records import DicomJson, InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import SearchQuery
+from shared.errors import InvalidArgument
 
 # Key an index adds (True) to an instance-level search result built from a metadata summary;
 # the search service pops it and completes the result from the blob's header.
 INCOMPLETE = "__metadata_incomplete__"
+
+DEFAULT_STUDY_PAGE = 1000
+
+
+def check_page_limit(limit: int) -> None:
+    """InvalidArgument unless `limit` asks for at least one item (shared by the adapters)."""
+    if limit < 1:
+        raise InvalidArgument(f"page limit must be at least 1, got {limit}")
 
 
 @runtime_checkable
@@ -56,6 +65,16 @@ class Index(Protocol):
         self, store_id: str, study: str, series: str | None = None
     ) -> list[InstanceRecord]:
         """ACTIVE instances of a study or series ordered by series, InstanceNumber, SOP UID."""
+        ...
+
+    def list_study_uids(
+        self, store_id: str, *, after: str | None = None, limit: int = DEFAULT_STUDY_PAGE
+    ) -> list[str]:
+        """UIDs of the studies holding an ACTIVE instance, ascending, each greater than `after`.
+
+        At most `limit` of them (InvalidArgument below 1). Keyset paging: pass the last UID of
+        a page as `after` for the next; the cost of a page does not grow with its position.
+        """
         ...
 
     def find_study_uid(self, store_id: str, series: str) -> str | None:

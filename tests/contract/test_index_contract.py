@@ -8,7 +8,8 @@ import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from google.cloud.firestore import Client as FirestoreClient
 
     from shared.adapters.gcp.firestore_index import FirestoreIndex
+    from shared.service.context import Services
     from tests.emulators import FirestoreEmulator
 
 DATASET = "projects/p/locations/l/datasets/d"
@@ -45,6 +47,16 @@ def fresh_firestore_index(
     built = FirestoreIndex(client or emulator.client)
     built.create_store(StoreRecord(name=STORE_NAME, store_id=STORE_ID))
     return built
+
+
+def firestore_index_with_own_client(
+    emulator: FirestoreEmulator,
+) -> tuple[FirestoreIndex, FirestoreClient]:
+    """A fresh FirestoreIndex on a client of its own, which a test may instrument freely."""
+    from shared.adapters.gcp.clients import make_firestore_client
+
+    client = make_firestore_client(emulator.project, emulator_host=emulator.emulator.host)
+    return fresh_firestore_index(emulator, client), client
 
 
 @pytest.fixture(params=["sqlite", "sqlite-memory", "firestore"])
@@ -823,6 +835,127 @@ def test_default_limit_and_order(many: Index) -> None:
     assert search(many, Level.STUDY, ("limit", "0")) == []
 
 
+# --- study UID pages (keyset) ------------------------------------------------------------
+
+# Numeric and string order differ: "3.10", "3.100" and "30" sort before "3.2" and "4".
+KEYSET_STUDIES = ["3.10", "3.11", "3.2", "3.9", "3.1", "3.100", "3.12", "3.3", "4", "30"]
+KEYSET_ORDER = ["3.1", "3.10", "3.100", "3.11", "3.12", "3.2", "3.3", "3.9", "30", "4"]
+
+
+def add_studies(index: Index, studies: list[str], store_id: str = STORE_ID) -> None:
+    """One instance per study."""
+    for study in studies:
+        index.add_instance(make(study, f"{study}.1", f"{study}.1.1", store_id=store_id))
+
+
+def study_pages(index: Index, limit: int, after: str | None = None) -> list[list[str]]:
+    """Every page of study UIDs, each continuing after the last UID of the one before."""
+    collected: list[list[str]] = []
+    while page := index.list_study_uids(STORE_ID, after=after, limit=limit):
+        assert len(page) <= limit
+        collected.append(page)
+        after = page[-1]
+    return collected
+
+
+def test_list_study_uids_ascending_in_string_order(index: Index) -> None:
+    add_studies(index, KEYSET_STUDIES)
+    assert index.list_study_uids(STORE_ID) == KEYSET_ORDER
+    assert index.list_study_uids(STORE_ID, after=None, limit=1000) == KEYSET_ORDER
+
+
+def test_list_study_uids_after_is_exclusive(index: Index) -> None:
+    add_studies(index, KEYSET_STUDIES)
+    assert index.list_study_uids(STORE_ID, after="3.10") == KEYSET_ORDER[2:]
+    # A UID that is not stored: the page starts at the next one in string order.
+    assert index.list_study_uids(STORE_ID, after="3.105") == KEYSET_ORDER[3:]
+    assert index.list_study_uids(STORE_ID, after="3") == KEYSET_ORDER
+    assert index.list_study_uids(STORE_ID, after="4") == []
+    assert index.list_study_uids(STORE_ID, after="") == KEYSET_ORDER
+
+
+def test_list_study_uids_limit(index: Index) -> None:
+    add_studies(index, KEYSET_STUDIES)
+    assert index.list_study_uids(STORE_ID, limit=1) == ["3.1"]
+    assert index.list_study_uids(STORE_ID, after="3.2", limit=3) == ["3.3", "3.9", "30"]
+    assert index.list_study_uids(STORE_ID, limit=10) == KEYSET_ORDER
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_list_study_uids_rejects_a_limit_below_one(index: Index, limit: int) -> None:
+    with pytest.raises(InvalidArgument):
+        index.list_study_uids(STORE_ID, limit=limit)
+
+
+def test_list_study_uids_of_a_store_without_studies(index: Index) -> None:
+    assert index.list_study_uids(STORE_ID) == []
+    assert index.list_study_uids(STORE_ID, after="1.2", limit=5) == []
+    assert index.list_study_uids("no-such-store") == []
+
+
+def test_list_study_uids_skips_studies_without_active_instances(loaded: Index) -> None:
+    loaded.mark_deleting(STORE_ID, "1.2")
+    assert loaded.list_study_uids(STORE_ID) == ["1.1", "1.3"]
+    # One series of 1.1 is deleting; its other series is still ACTIVE.
+    loaded.mark_deleting(STORE_ID, "1.1", "1.1.1")
+    assert loaded.list_study_uids(STORE_ID) == ["1.1", "1.3"]
+    loaded.mark_deleting(STORE_ID, "1.1", "1.1.2")
+    assert loaded.list_study_uids(STORE_ID) == ["1.3"]
+    loaded.remove_instances(STORE_ID, [("1.3", "1.3.1", "1.3.1.1")])
+    assert loaded.list_study_uids(STORE_ID) == []
+    # An instance stored while its study is being purged makes the study listed again.
+    loaded.add_instance(make("1.2", "1.2.1", "1.2.1.9"))
+    assert loaded.list_study_uids(STORE_ID) == ["1.2"]
+
+
+def test_list_study_uids_lists_only_its_own_store(loaded: Index) -> None:
+    loaded.create_store(StoreRecord(name=f"{DATASET}/dicomStores/t", store_id="store-2"))
+    add_studies(loaded, ["1.0", "1.15", "1.2", "1.9"], store_id="store-2")
+    assert loaded.list_study_uids(STORE_ID) == ["1.1", "1.2", "1.3"]
+    assert loaded.list_study_uids("store-2") == ["1.0", "1.15", "1.2", "1.9"]
+    assert loaded.list_study_uids("store-2", after="1.1", limit=2) == ["1.15", "1.2"]
+
+
+@pytest.mark.parametrize("limit", [1, 3, 5, 9, 10, 11])
+def test_list_study_uids_pages_visit_each_study_once(index: Index, limit: int) -> None:
+    add_studies(index, KEYSET_STUDIES)
+    pages_seen = study_pages(index, limit)
+    assert [study for page in pages_seen for study in page] == KEYSET_ORDER
+    assert len(pages_seen) == -(-len(KEYSET_ORDER) // limit)
+
+
+def test_list_study_uids_pages_survive_changes_between_pages(index: Index) -> None:
+    # An offset would skip "3.12" after a delete before it, or repeat "3.11" after an add.
+    add_studies(index, KEYSET_STUDIES)
+    first = index.list_study_uids(STORE_ID, limit=4)
+    assert first == ["3.1", "3.10", "3.100", "3.11"]
+    index.mark_deleting(STORE_ID, "3.10")
+    add_studies(index, ["3.0", "3.101", "3.15"])
+    rest = [study for page in study_pages(index, 4, after=first[-1]) for study in page]
+    assert rest == ["3.12", "3.15", "3.2", "3.3", "3.9", "30", "4"]
+
+
+def test_store_instances_walks_every_study_across_pages(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shared.service import fanout
+
+    monkeypatch.setattr(fanout, "_STUDY_PAGE", 3)
+    add_studies(index, KEYSET_STUDIES)
+    index.add_instance(make("3.2", "3.2.1", "3.2.1.0", number=0))
+    index.add_instance(make("3.2", "3.2.0", "3.2.0.5", number=5))
+    index.mark_deleting(STORE_ID, "3.3")  # nine studies left: three full pages, then none
+    services = cast("Services", SimpleNamespace(index=index))
+    walked = [
+        record.key for record in fanout.store_instances(services, index.get_store(STORE_NAME))
+    ]
+    in_order = [(study, f"{study}.1", f"{study}.1.1") for study in KEYSET_ORDER if study != "3.3"]
+    position = in_order.index(("3.2", "3.2.1", "3.2.1.1"))
+    # Within a study: by series, then InstanceNumber (3.2.1.0 is number 0, 3.2.1.1 number 1).
+    in_order[position:position] = [("3.2", "3.2.0", "3.2.0.5"), ("3.2", "3.2.1", "3.2.1.0")]
+    assert walked == in_order
+
+
 # --- deletion ----------------------------------------------------------------------------
 
 
@@ -1019,13 +1152,7 @@ def test_firestore_keeps_a_summary_without_large_elements(
 def test_firestore_parallel_stores_cost_one_write_each(
     firestore_emulator: FirestoreEmulator,
 ) -> None:
-    from shared.adapters.gcp.clients import make_firestore_client
-
-    # A client of its own, so that counting its commits cannot disturb other tests.
-    client = make_firestore_client(
-        firestore_emulator.project, emulator_host=firestore_emulator.emulator.host
-    )
-    firestore = fresh_firestore_index(firestore_emulator, client)
+    firestore, client = firestore_index_with_own_client(firestore_emulator)
     writes, lock = Counter[str](), threading.Lock()
     commit = client._firestore_api.commit
 
@@ -1056,3 +1183,29 @@ def test_firestore_parallel_stores_cost_one_write_each(
     assert firestore.metrics(STORE_ID, "7.1", "7.1.1").instance_count == total // 2
     found = search(firestore, Level.INSTANCE, ("limit", "1000"), study_uid="7.1")
     assert len(found) == len(set(sops_of(found))) == total
+
+
+def test_firestore_study_pages_read_only_their_documents(
+    firestore_emulator: FirestoreEmulator,
+) -> None:
+    firestore, client = firestore_index_with_own_client(firestore_emulator)
+    add_studies(firestore, KEYSET_STUDIES)
+    requests: list[Any] = []
+    documents = Counter[str]()
+    run_query = client._firestore_api.run_query
+
+    def recording_run_query(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        requests.append(kwargs.get("request") or args[0])
+        for response in run_query(*args, **kwargs):
+            documents["read"] += "document" in response
+            yield response
+
+    client._firestore_api.run_query = recording_run_query
+    assert firestore.list_study_uids(STORE_ID, after="3.12", limit=3) == ["3.2", "3.3", "3.9"]
+    (request,) = requests
+    structured = request["structured_query"]
+    # Billed reads follow the page: a cursor where the page starts, never skipped documents.
+    assert structured.offset == 0
+    assert list(structured.start_at.values) and not structured.start_at.before
+    assert structured.limit == 3
+    assert documents["read"] == 3

@@ -56,7 +56,7 @@ from shared.domain.operations import utc_now
 from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import Condition, Level, MatchKind, SearchQuery
 from shared.errors import AlreadyExists, NotFound
-from shared.ports.index import INCOMPLETE
+from shared.ports.index import DEFAULT_STUDY_PAGE, INCOMPLETE, check_page_limit
 
 if TYPE_CHECKING:
     from google.cloud.firestore_v1.collection import CollectionReference
@@ -813,6 +813,29 @@ class FirestoreIndex:
             for batch in search.ordered(Level.INSTANCE, equalities, PAGE_MAX)
             for _, data in batch
         ]
+
+    def list_study_uids(
+        self, store_id: str, *, after: str | None = None, limit: int = DEFAULT_STUDY_PAGE
+    ) -> list[str]:
+        """Visible study UIDs after `after`, ascending.
+
+        A cursor on the (visible, study_uid) index: Firestore reads (and bills) the page's
+        documents only, where an offset would read every skipped one too.
+        """
+        check_page_limit(limit)
+        collection = _COLLECTIONS[Level.STUDY]
+        name, wanted = _VISIBLE[Level.STUDY]
+        query = (
+            self._docs(store_id)
+            .collection(Level.STUDY)
+            .where(filter=FieldFilter(name, "==", wanted))
+            .order_by("study_uid")
+        )
+        self.note_index(collection, [name], orders=["study_uid"])
+        if after is not None:
+            query = query.start_after({"study_uid": after})
+        snapshots = query.select(["study_uid"]).limit(limit).stream()
+        return [str(snapshot.get("study_uid")) for snapshot in snapshots]
 
     def find_study_uid(self, store_id: str, series: str) -> str | None:
         """The study holding this series (a visible one first), for routes without the study."""

@@ -54,6 +54,7 @@ from shared.domain.operations import utc_now
 from shared.domain.records import DicomJson, FrameSpan, InstanceRecord, Metrics, StoreRecord
 from shared.domain.search import Condition, Level, MatchKind, SearchQuery
 from shared.errors import AlreadyExists, NotFound
+from shared.ports.index import DEFAULT_STUDY_PAGE, check_page_limit
 
 logger = logging.getLogger(__name__)
 
@@ -808,6 +809,19 @@ class SqliteIndex:
         if series is None:
             return "store_id = ? AND study_uid = ?", (store_id, study)
         return "store_id = ? AND study_uid = ? AND series_uid = ?", (store_id, study, series)
+
+    def list_study_uids(
+        self, store_id: str, *, after: str | None = None, limit: int = DEFAULT_STUDY_PAGE
+    ) -> list[str]:
+        """Visible study UIDs after `after`, ascending: a range of the (store, study) index."""
+        check_page_limit(limit)
+        with self._connection() as conn:
+            rows = conn.execute(
+                "SELECT study_uid FROM studies WHERE store_id = ? AND study_uid > ?"
+                " AND active_count > 0 ORDER BY study_uid LIMIT ?",
+                (store_id, after or "", limit),
+            ).fetchall()
+        return [str(row["study_uid"]) for row in rows]
 
     def find_study_uid(self, store_id: str, series: str) -> str | None:
         """The study holding this series (a visible one first), for routes without the study."""
