@@ -13,7 +13,6 @@ from shared.config import Settings
 from shared.domain.identifiers import StoreName
 from shared.domain.operations import Operation
 from shared.domain.records import InstanceRecord, StoreRecord
-from shared.domain.search import Level, SearchQuery
 from shared.ports.queue import Message
 from shared.service.context import Services
 
@@ -24,7 +23,7 @@ T = TypeVar("T")
 DEFAULT_SHARD_SIZE = 200
 # Reading an operation is a round trip (two in Firestore): look for a cancel at most this often.
 CANCEL_POLL_SECONDS = 1.0
-_STUDY_PAGE = 5000
+_STUDY_PAGE = 1000
 
 
 def new_operation_id() -> str:
@@ -108,17 +107,19 @@ def batches(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def store_instances(services: Services, store: StoreRecord) -> Iterator[InstanceRecord]:
-    """Every ACTIVE instance of the store, study by study in a stable order."""
-    offset = 0
+    """Every ACTIVE instance of the store, study by study in study UID order.
+
+    Pages of study UIDs continue after the last UID seen (not at an offset): a page costs the
+    same anywhere in a large store, and studies added or removed meanwhile shift nothing.
+    """
+    after: str | None = None
     while True:
-        query = SearchQuery(level=Level.STUDY, limit=_STUDY_PAGE, offset=offset)
-        page = services.index.search(store.store_id, query)
-        for result in page:
-            study_uid = result["0020000D"]["Value"][0]
+        page = services.index.list_study_uids(store.store_id, after=after, limit=_STUDY_PAGE)
+        for study_uid in page:
             yield from services.index.list_instances(store.store_id, study_uid)
         if len(page) < _STUDY_PAGE:
             return
-        offset += _STUDY_PAGE
+        after = page[-1]
 
 
 class CancelWatch:
