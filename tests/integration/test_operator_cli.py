@@ -56,7 +56,9 @@ class Live:
 @pytest.fixture
 def serve(tmp_path: Path) -> Iterator[Callable[..., Live]]:
     """Start the embedded store; `serve(workers=False)` leaves operations running for ever."""
-    started: list[tuple[Any, Services, Services | None, threading.Event, threading.Thread]] = []
+    started: list[
+        tuple[Any, dict[int, Any], Services, Services | None, threading.Event, threading.Thread]
+    ] = []
 
     def start(workers: bool = True) -> Live:
         data_dir = tmp_path / f"data{len(started)}"
@@ -78,14 +80,16 @@ def serve(tmp_path: Path) -> Iterator[Callable[..., Live]]:
 
         thread = threading.Thread(target=loop, daemon=True)
         thread.start()
-        started.append((server, services, old, stop, thread))
+        started.append((server, sockets, services, old, stop, thread))
         return Live(f"http://127.0.0.1:{server.effective_port}", services, data_dir)
 
     yield start
-    for server, services, old, stop, thread in reversed(started):
+    for server, sockets, services, old, stop, thread in reversed(started):
         stop.set()
         thread.join(5)
-        server.close()
+        # close() alone leaves the 8 request threads and any keep-alive connections behind.
+        server.task_dispatcher.shutdown()
+        wasyncore.close_all(sockets)
         stop = getattr(services.queue, "stop", None)
         if callable(stop):
             stop()
