@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 from shared.domain.records import DicomJson, InstanceRecord, Metrics, StoreRecord
@@ -54,6 +55,16 @@ class Index(Protocol):
 
         Returns the row that is in the index afterwards: `record` itself when inserted, else the
         existing one (in any state), so that callers compare checksums. Race-free.
+        """
+        ...
+
+    def add_instances(self, records: Sequence[InstanceRecord]) -> list[InstanceRecord | Exception]:
+        """add_instance for each record in order, as if called one after the other.
+
+        Each entry is what add_instance would have returned (the record itself, or the row
+        already holding its key, an earlier record of the same call included) or the error it
+        would have raised. Adapters that can make the rows durable together do: one synced
+        commit for a whole STOW request instead of one per instance.
         """
         ...
 

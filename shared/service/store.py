@@ -167,9 +167,10 @@ def store_many(
 
     Items that are already outcomes pass through. The others are validated in order, their
     blobs then written at the same time (each waits on fsyncs of its bytes and directory,
-    which overlap), and their index rows committed in request order, so when two parts share
-    UIDs the first one wins, as if they had been stored one after the other. A failure while
-    writing blobs removes every blob of the request before it is raised.
+    which overlap), and their index rows added in request order, together (one synced commit
+    on SQLite), so when two parts share UIDs the first one wins, as if they had been stored
+    one after the other. A failure while writing blobs removes every blob of the request
+    before it is raised.
     """
     outcomes: list[StoreOutcome | _Prepared] = [
         item
@@ -179,19 +180,8 @@ def store_many(
     ]
     pending = [o for o in outcomes if isinstance(o, _Prepared)]
     _put_blobs(services, pending, storage_class)
-    stored: list[StoreOutcome] = []
-    for index, outcome in enumerate(outcomes):
-        if isinstance(outcome, StoreOutcome):
-            stored.append(outcome)
-            continue
-        try:
-            stored.append(_index(services, outcome))
-        except BaseException:
-            for later in outcomes[index + 1 :]:
-                if isinstance(later, _Prepared):
-                    _discard_blob(services, later.record.blob_key)
-            raise
-    return stored
+    indexed = iter(_index(services, pending))
+    return [o if isinstance(o, StoreOutcome) else next(indexed) for o in outcomes]
 
 
 def _prepare(
@@ -252,14 +242,37 @@ def _put_blobs(services: Services, pending: list[_Prepared], storage_class: str)
         raise failure
 
 
-def _index(services: Services, item: _Prepared) -> StoreOutcome:
-    """Commit the index row of a written blob; a concurrent upload of the same UIDs may win."""
-    record = item.record
+def _index(services: Services, items: list[_Prepared]) -> list[StoreOutcome]:
+    """Commit the index rows of written blobs together, in request order (the first wins).
+
+    A row that could not be added has its blob removed, and the first such error is raised
+    once every row has been settled; rows that were added keep their blobs.
+    """
+    if not items:
+        return []
     try:
-        winner = services.index.add_instance(record)
+        rows = services.index.add_instances([item.record for item in items])
     except BaseException:
-        _discard_blob(services, record.blob_key)
+        # Which rows are durable is unknown: an orphan blob is harmless, a row without its
+        # blob would lose an instance, so every blob stays.
+        logger.warning("adding %d index rows failed; their blobs are left in place", len(items))
         raise
+    outcomes: list[StoreOutcome] = []
+    failure: Exception | None = None
+    for item, row in zip(items, rows, strict=True):
+        if isinstance(row, Exception):
+            _discard_blob(services, item.record.blob_key)
+            failure = failure or row
+            continue
+        outcomes.append(_settle(services, item, row))
+    if failure is not None:
+        raise failure
+    return outcomes
+
+
+def _settle(services: Services, item: _Prepared, winner: InstanceRecord) -> StoreOutcome:
+    """The outcome of an instance whose key now has `winner` as its row in the index."""
+    record = item.record
     if winner.blob_key != record.blob_key:
         # An upload of the same UIDs committed first; our blob is nobody's.
         _discard_blob(services, record.blob_key)

@@ -353,6 +353,33 @@ def test_duplicate_add_returns_a_deleting_row(index: Index) -> None:
     assert existing.state == "DELETING"
 
 
+def test_add_instances_adds_in_order_and_the_first_of_a_key_wins(index: Index) -> None:
+    before = make("1.1", "1.1.1", "1.1.1.1", crc32c="before==")
+    index.add_instance(before)
+    first = make("1.1", "1.1.1", "1.1.1.2", crc32c="first===")
+    twin = make("1.1", "1.1.1", "1.1.1.2", crc32c="twin====", patient_id="OTHER")
+    taken = make("1.1", "1.1.1", "1.1.1.1", crc32c="taken===")
+    fresh = dataclasses.replace(make("2.1", "2.1.1", "2.1.1.1"), create_time="")
+    results = index.add_instances([first, twin, taken, fresh])
+    assert results[0] is first and results[3] is fresh
+    assert results[1] == first and results[2] == before
+    assert fresh.create_time and fresh.storage_class_time
+    assert sorted(r.sop_uid for r in index.list_instances(STORE_ID, "1.1")) == [
+        "1.1.1.1", "1.1.1.2",
+    ]  # fmt: skip
+    assert index.get_instance(STORE_ID, "2.1", "2.1.1", "2.1.1.1") == fresh
+    assert index.add_instances([]) == []
+
+
+def test_add_instances_gives_each_row_its_own_error(index: Index) -> None:
+    stored = make("1.1", "1.1.1", "1.1.1.1")
+    orphan = make("9.1", "9.1.1", "9.1.1.1", store_id="no-such-store")
+    results = index.add_instances([stored, orphan])
+    assert results[0] is stored
+    assert isinstance(results[1], NotFound)
+    assert index.get_instance(STORE_ID, "1.1", "1.1.1", "1.1.1.1") == stored
+
+
 def test_get_missing_instance(loaded: Index) -> None:
     for key in [("1.1", "1.1.1", "9"), ("1.1", "9", "1.1.1.1"), ("9", "1.1.1", "1.1.1.1")]:
         with pytest.raises(NotFound):

@@ -580,14 +580,12 @@ def test_trigger_raises_on_backend_errors_so_the_event_is_retried(
 ) -> None:
     gcs.put("t/a.dcm", small(), gcs.ingest)
 
-    def down(*_args: object, **_kwargs: object) -> None:
-        raise Unavailable("index unreachable")
-
     with monkeypatch.context() as patch:
-        patch.setattr(services.index, "add_instance", down)
+        patch.setattr(services.index, "add_instances", _index_down)
         with pytest.raises(Unavailable):
             event(services, gcs, "t/a.dcm")
     assert list(services.blobs.list_keys(imports.MARKER_PREFIX + "/")) == []
+    assert list(services.blobs.list_keys("stores/")) == []  # the attempt's blob is removed
     assert event(services, gcs, "t/a.dcm") == EventOutcome.IMPORTED  # the retry
     assert instance_count(client) == 1
 
@@ -634,7 +632,7 @@ def test_a_retried_event_that_then_succeeds_is_not_dead_lettered(
 ) -> None:
     gcs.put("p/flaky.dcm", small(), gcs.ingest)
     with monkeypatch.context() as patch:
-        patch.setattr(services.index, "add_instance", _unavailable)
+        patch.setattr(services.index, "add_instances", _index_down)
         for _ in range(imports.MAX_EVENT_ATTEMPTS - 1):
             with pytest.raises(Unavailable):
                 event(services, gcs, "p/flaky.dcm")
@@ -643,8 +641,9 @@ def test_a_retried_event_that_then_succeeds_is_not_dead_lettered(
     assert instance_count(client) == 1
 
 
-def _unavailable(*_args: object, **_kwargs: object) -> None:
-    raise Unavailable("index unreachable")
+def _index_down(records: list[object]) -> list[Exception]:
+    """Index.add_instances while the index is unreachable: every row gets the error."""
+    return [Unavailable("index unreachable") for _ in records]
 
 
 def test_trigger_into_a_missing_store_raises(services: Services, gcs: Buckets) -> None:
@@ -726,11 +725,7 @@ def test_watcher_retries_after_a_backend_error(
     (gcs.inbox_root() / INGEST / "r.dcm").write_bytes(small())
     assert watcher.poll_once() == {}
     with monkeypatch.context() as patch:
-
-        def down(*_args: object, **_kwargs: object) -> None:
-            raise Unavailable("index unreachable")
-
-        patch.setattr(services.index, "add_instance", down)
+        patch.setattr(services.index, "add_instances", _index_down)
         assert watcher.poll_once() == {}  # logged, not handled
     assert watcher.poll_once() == {"r.dcm": EventOutcome.IMPORTED}
     assert instance_count(client) == 1

@@ -1,4 +1,4 @@
-"""Multi-instance STOW: blobs written together, index rows committed in request order."""
+"""Multi-instance STOW: blobs written together, index rows added together in request order."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from typing import Any, BinaryIO
 import pytest
 from flask.testing import FlaskClient
 
+from shared.errors import Unavailable
 from shared.service.context import Services
 from tests.conftest import DW
 from tests.dicom_factory import Spec, make_instance, uid
@@ -26,13 +27,17 @@ def _retrieve(client: FlaskClient, spec: Spec) -> bytes:
     return response.data
 
 
-def test_a_batch_stores_every_instance_in_order(client: FlaskClient) -> None:
-    specs = [_spec(n) for n in range(12)]
-    response = client.post(
+def _store(client: FlaskClient, specs: list[Spec]) -> Any:
+    return client.post(
         f"{DW}/studies",
         data=multipart_body([make_instance(s) for s in specs]),
         headers=stow_headers(accept="application/dicom+json"),
     )
+
+
+def test_a_batch_stores_every_instance_in_order(client: FlaskClient) -> None:
+    specs = [_spec(n) for n in range(12)]
+    response = _store(client, specs)
     assert response.status_code == 200, response.data
     referenced = [item["00081155"]["Value"][0] for item in response.get_json()["00081199"]["Value"]]
     assert referenced == [s.sop for s in specs]
@@ -82,11 +87,31 @@ def test_a_blob_write_failure_leaves_no_instance_and_no_blob(
         return real_put(key, data, **kwargs)
 
     monkeypatch.setattr(services.blobs, "put", failing_put)
-    response = client.post(
-        f"{DW}/studies",
-        data=multipart_body([make_instance(s) for s in specs]),
-        headers=stow_headers(accept="application/dicom+json"),
-    )
+    response = _store(client, specs)
     assert response.status_code == 500
     assert client.get(f"{DW}/studies").status_code == 204
     assert list(services.blobs.list_keys("stores/")) == []
+
+
+def test_a_request_s_rows_are_added_together_and_a_refused_row_loses_its_blob(
+    client: FlaskClient, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    specs = [_spec(n) for n in range(3)]
+    real_add = services.index.add_instances
+    calls: list[int] = []
+
+    def refuse_the_second(records: list[Any]) -> list[Any]:
+        calls.append(len(records))
+        results = real_add([records[0], records[2]])
+        return [results[0], Unavailable("index unreachable"), results[1]]
+
+    monkeypatch.setattr(services.index, "add_instances", refuse_the_second)
+    response = _store(client, specs)
+    assert response.status_code == 503
+    assert calls == [3]  # one call for the whole request
+    monkeypatch.undo()
+    # The rows that were added keep their blobs; the refused one left nothing behind.
+    assert _retrieve(client, specs[0]) == make_instance(specs[0])
+    assert _retrieve(client, specs[2]) == make_instance(specs[2])
+    kept = list(services.blobs.list_keys("stores/"))
+    assert len(kept) == 2 and not any(f"/{specs[1].sop}/" in key for key in kept)

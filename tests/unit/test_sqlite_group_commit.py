@@ -85,3 +85,25 @@ def test_same_uids_in_one_transaction_one_wins_for_both(index: SqliteIndex) -> N
     assert len(winners) == 1
     assert sum(1 for n in range(4) if results[n] is records[n]) == 1
     assert len(index.list_instances(STORE_ID, "1.1")) == 1
+
+
+def test_add_instances_commits_a_request_in_one_transaction(index: SqliteIndex) -> None:
+    sizes: list[int] = []
+    _slow_batches(index, sizes)
+    records = [make("2.1", "2.1.1", f"2.1.1.{n}", number=n) for n in range(5)]
+    assert index.add_instances(records) == records
+    assert sizes == [5]
+
+
+def test_add_instances_queued_behind_a_commit_share_the_next_one(index: SqliteIndex) -> None:
+    sizes: list[int] = []
+    _slow_batches(index, sizes)
+    ahead = make("3.2", "3.2.1", "3.2.1.0")
+    thread = threading.Thread(target=index.add_instance, args=(ahead,))
+    thread.start()
+    time.sleep(0.05)  # `ahead` now holds the first (slow) transaction
+    others = [make("3.1", "3.1.1", f"3.1.1.{n}", number=n) for n in range(3)]
+    assert index.add_instances(others) == others
+    thread.join(timeout=30)
+    assert sizes == [1, 3]
+    assert index.get_instance(STORE_ID, "3.2", "3.2.1", "3.2.1.0") == ahead

@@ -749,6 +749,17 @@ class FirestoreIndex:
             return record
         raise AlreadyExists(f"instance {record.sop_uid} keeps being replaced; try again")
 
+    def add_instances(self, records: Sequence[InstanceRecord]) -> list[InstanceRecord | Exception]:
+        """add_instance for each record in order; Firestore has no cheaper way to do several,
+        as each create is checked against the instance, study and series documents."""
+        results: list[InstanceRecord | Exception] = []
+        for record in records:
+            try:
+                results.append(self.add_instance(record))
+            except Exception as error:  # the caller gets it in the record's place
+                results.append(error)
+        return results
+
     def _ensure_parents(
         self, docs: _StoreDocs, record: InstanceRecord, reference: DocumentReference
     ) -> None:

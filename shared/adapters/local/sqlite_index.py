@@ -499,6 +499,12 @@ class _PendingInsert:
     lead: bool = False
 
 
+def _inserted(pending: _PendingInsert) -> InstanceRecord:
+    if pending.result is None:
+        raise RuntimeError("a group commit finished without a result or an error for a row")
+    return pending.result
+
+
 class _GroupCommit:
     """Group commit: concurrent inserts share one transaction, so one fsync of the WAL.
 
@@ -516,19 +522,28 @@ class _GroupCommit:
         self._leading = False
 
     def add(self, record: InstanceRecord) -> InstanceRecord:
-        mine = _PendingInsert(record)
+        (result,) = self.add_many([record])
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+    def add_many(self, records: Sequence[InstanceRecord]) -> list[InstanceRecord | BaseException]:
+        """Queue the records together (so one transaction holds them all, in order); each
+        gets its row or its error once that transaction is durable."""
+        mine = [_PendingInsert(record) for record in records]
+        if not mine:
+            return []
+        first = mine[0]
         with self._lock:
-            self._pending.append(mine)
-            mine.lead = not self._leading
+            self._pending.extend(mine)
+            first.lead = not self._leading
             self._leading = True
-        if not mine.lead:
-            mine.done.wait()
-        if mine.lead:
+        # A batch takes every pending insert at once, so all of ours share first's batch.
+        if not first.lead:
+            first.done.wait()
+        if first.lead:
             self._commit_pending()
-        if mine.error is not None:
-            raise mine.error
-        assert mine.result is not None
-        return mine.result
+        return [p.error if p.error is not None else _inserted(p) for p in mine]
 
     def _commit_pending(self) -> None:
         with self._lock:
@@ -718,6 +733,20 @@ class SqliteIndex:
         if not record.storage_class_time:
             record.storage_class_time = record.create_time
         return self._group.add(record)
+
+    def add_instances(self, records: Sequence[InstanceRecord]) -> list[InstanceRecord | Exception]:
+        """add_instance for each record, in order, in one transaction and one synced commit."""
+        for record in records:
+            if not record.create_time:
+                record.create_time = utc_now()
+            if not record.storage_class_time:
+                record.storage_class_time = record.create_time
+        results: list[InstanceRecord | Exception] = []
+        for result in self._group.add_many(records):
+            if not isinstance(result, InstanceRecord | Exception):
+                raise result  # KeyboardInterrupt and the like are not a row's outcome
+            results.append(result)
+        return results
 
     def _insert_batch(self, batch: list[_PendingInsert]) -> None:
         """Insert every pending record in one transaction; each gets its row or its error."""
