@@ -11,6 +11,8 @@ from waitress.channel import HTTPChannel
 from waitress.server import BaseWSGIServer, create_server
 from waitress.task import WSGITask
 
+from shared.web import gc_tuning
+
 logger = logging.getLogger(__name__)
 
 # Bodies up to 2 MiB (one CT instance) stay in memory instead of a temp file per request;
@@ -104,6 +106,7 @@ def serve(app: Any, *, host: str, port: int, threads: int) -> None:
     """Serve `app` until interrupted, like waitress.serve."""
     if not limit_malloc_arenas():
         logger.info("malloc arenas left as they are: not glibc")
+    gc_tuning.tune_for_serving()
     server = make_server(app, host=host, port=port, threads=threads)
     server.print_listen("Serving on http://{}:{}")
     server.run()

@@ -88,3 +88,22 @@ def test_malloc_arenas_are_capped_on_glibc() -> None:
     if platform.libc_ver()[0] != "glibc":
         pytest.skip("mallopt(M_ARENA_MAX) is glibc's")
     assert wsgi_server.limit_malloc_arenas(wsgi_server.MALLOC_ARENAS) is True
+
+
+def test_serving_freezes_start_up_objects_and_raises_the_young_threshold() -> None:
+    # In a child process: freezing and retuning the collector of the test process itself
+    # would change how every later test allocates.
+    import subprocess
+    import sys
+
+    script = (
+        "import gc\n"
+        "from shared.web import gc_tuning\n"
+        "assert gc.get_freeze_count() == 0\n"
+        "gc_tuning.tune_for_serving()\n"
+        "print(gc.get_threshold()[0], gc.get_freeze_count() > 1000)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.split()
+    assert out == [str(wsgi_server.gc_tuning.YOUNG_THRESHOLD), "True"]
