@@ -8,6 +8,8 @@ runs the STOW and WADO-instance workloads, unchanged, against four servers:
   store's multipart responses are).
 - `thin-durable`: the same, but STOW first makes the body durable the way the store must:
   write + fsync a file, link it into place + directory fsync, one synced SQLite commit.
+- `raw`: the `thin` answers from a thread-per-connection socket loop with no HTTP library,
+  to tell the HTTP server's share from the client's.
 - the embedded store and Orthanc, fresh.
 
 If `thin` or `thin-durable` cannot reach a target ratio, no Python server on this stack can.
@@ -23,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -40,7 +43,7 @@ from bench.servers import Server
 
 logger = logging.getLogger("bench.ceiling")
 
-THIN_MODES = ("thin", "thin-durable")
+THIN_MODES = ("thin", "thin-durable", "raw")
 _BOUNDARY = "ceiling"
 _PART_HEAD = (
     f"--{_BOUNDARY}\r\nContent-Type: application/dicom; transfer-syntax=1.2.840.10008.1.2.1\r\n\r\n"
@@ -119,9 +122,67 @@ def _fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def serve_raw(port: int) -> None:
+    """The `thin` answers from a thread-per-connection socket loop, without any HTTP library.
+
+    Only for measuring what is left once no HTTP server does anything: it understands just
+    what the benchmark client sends (a request head, then Content-Length bytes of body).
+    """
+    payload = os.urandom(525_000)
+    chunks = (_PART_HEAD, payload, _TAIL)
+    head = f"HTTP/1.1 200 OK\r\nContent-Type: {_MULTIPART}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    get_head = head.encode()
+    stow_answer = (
+        f"HTTP/1.1 200 OK\r\nContent-Type: {_JSON}\r\nContent-Length: {len(_STOW_ANSWER)}\r\n\r\n"
+    ).encode() + _STOW_ANSWER
+
+    def answer(conn: socket.socket) -> None:
+        pending = b""
+        with conn:
+            while True:
+                while b"\r\n\r\n" not in pending:
+                    data = conn.recv(1 << 16)
+                    if not data:
+                        return
+                    pending += data
+                request, _, pending = pending.partition(b"\r\n\r\n")
+                length = 0
+                for line in request.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        length = int(value)
+                while len(pending) < length:
+                    data = conn.recv(1 << 20)
+                    if not data:
+                        return
+                    pending += data
+                pending = pending[length:]
+                if request.startswith(b"GET /healthz"):
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                elif request.startswith(b"GET"):
+                    conn.sendall(get_head)
+                    for chunk in chunks:
+                        conn.sendall(b"%X\r\n" % len(chunk))
+                        conn.sendall(chunk)
+                        conn.sendall(b"\r\n")
+                    conn.sendall(b"0\r\n\r\n")
+                else:
+                    conn.sendall(stow_answer)
+
+    listener = socket.create_server((servers.HOST, port))
+    while True:
+        conn, _ = listener.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        threading.Thread(target=answer, args=(conn,), daemon=True).start()
+
+
 def serve_thin(mode: str, port: int, data_dir: Path) -> None:
-    """Serve a thin app with the store's waitress settings until killed."""
+    """Serve a thin app with the store's waitress settings (or `raw`) until killed."""
     from shared.web import wsgi_server
+
+    if mode == "raw":
+        serve_raw(port)
+        return
 
     app = thin_app(mode, data_dir)
 
