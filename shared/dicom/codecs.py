@@ -81,6 +81,7 @@ __all__ = [
     "encode_frames",
     "frames_from_instance",
     "transcode_instance",
+    "write_part10",
 ]
 
 logger = logging.getLogger(__name__)
@@ -112,6 +113,11 @@ def transcode_instance(data: BinaryIO, target_ts: str) -> bytes:
         if target_ts not in LITTLE_ENDIAN_NATIVE and _pixel_tag(dataset) is not None:
             _compress(dataset, target_ts)
     dataset.file_meta.TransferSyntaxUID = pydicom.uid.UID(target_ts)
+    return _write(dataset)
+
+
+def write_part10(dataset: Dataset) -> bytes:
+    """The Part-10 bytes of a data set, written exactly as transcode_instance writes its result."""
     return _write(dataset)
 
 
