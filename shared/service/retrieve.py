@@ -11,7 +11,7 @@ from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID
 
-from shared.dicom import codecs, json_model
+from shared.dicom import codecs, json_model, streaming_transcode
 from shared.domain.identifiers import validate_uid
 from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
 from shared.errors import InvalidArgument, NotAcceptable, NotFound
@@ -115,8 +115,42 @@ def instance_chunks(services: Services, record: InstanceRecord, target: str) -> 
     if target == record.transfer_syntax:
         yield from stored_chunks(services, record)
         return
+    native = native_stream(services, record, target)
+    if native is not None:
+        yield from native
+        return
     with services.blobs.open(record.blob_key) as handle:
         yield codecs.transcode_instance(handle, target)
+
+
+def native_stream(
+    services: Services, record: InstanceRecord, target: str
+) -> Iterator[bytes] | None:
+    """transcode_instance's bytes frame by frame, or None when the instance needs it whole.
+
+    For the default retrieve of a compressed instance (Explicit VR LE, Google's default) whose
+    pixel data is its last element: one ranged read of the header, then one per frame, so the
+    peak memory is a frame or two, not three times the decoded instance.
+    """
+    streamable = (
+        target == codecs.EXPLICIT_VR_LE
+        and _is_encapsulated(record.transfer_syntax)
+        and bool(record.frames)
+        and record.header_length > 0
+        and record.trailer_offset == 0
+    )
+    if not streamable:
+        return None
+    pixel_element = streaming_transcode.PIXEL_ELEMENT_HEADER_LENGTH
+    head = services.blobs.read_range(record.blob_key, 0, record.header_length + pixel_element)
+    return streaming_transcode.start_native_stream(
+        head,
+        record.header_length,
+        record.transfer_syntax,
+        pixel_header(record),
+        len(record.frames),
+        lambda number: _read_frame(services, record, number),
+    )
 
 
 def stored_length(record: InstanceRecord, target: str) -> int | None:
