@@ -40,6 +40,7 @@ from typing import Any
 from bench import servers, workloads
 from bench.run import RESULTS
 from bench.servers import Server
+from shared.adapters.local.fs import fsync_path
 
 logger = logging.getLogger("bench.ceiling")
 
@@ -81,7 +82,7 @@ def thin_app(mode: str, data_dir: Path) -> Wsgi:
             os.fsync(out.fileno())
         os.link(staged, published / name)
         staged.unlink()
-        _fsync_directory(published)
+        fsync_path(published)
         conn = index()
         conn.execute("BEGIN IMMEDIATE")
         conn.execute("INSERT INTO rows VALUES (?, ?)", (name, "x" * 2000))
@@ -112,14 +113,6 @@ def thin_app(mode: str, data_dir: Path) -> Wsgi:
         return [_STOW_ANSWER]
 
     return app
-
-
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def serve_raw(port: int) -> None:

@@ -10,6 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from shared.adapters.local.fs import fsync_path
+
 INSTANCE_BYTES = 525_000  # one 512x512 16-bit CT instance of the STOW workloads
 FILES = 40
 
@@ -32,14 +34,14 @@ def disk_costs(parent: Path | None = None) -> dict[str, float]:
             path.unlink()
         recycled = _timed_writes(workdir, data)
         paths = sorted(workdir.iterdir())
-        fsync = [_timed(lambda p=p: _fsync_path(p)) for p in paths]  # type: ignore[misc]
+        fsync = [_timed(lambda p=p: fsync_path(p)) for p in paths]  # type: ignore[misc]
         linked = workdir / "linked"
         linked.mkdir()
         link = [
-            _timed(lambda p=p: (os.link(p, linked / p.name), _fsync_path(linked)))  # type: ignore[misc]
+            _timed(lambda p=p: (os.link(p, linked / p.name), fsync_path(linked)))  # type: ignore[misc]
             for p in paths
         ]
-        dir_only = [_timed(lambda: _fsync_path(linked)) for _ in paths]
+        dir_only = [_timed(lambda: fsync_path(linked)) for _ in paths]
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return {
@@ -66,14 +68,6 @@ def _timed(action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
     return time.perf_counter() - start
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _median_ms(seconds: list[float]) -> float:

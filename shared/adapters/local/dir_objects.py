@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
+from shared.adapters.local.fs import fsync_path, prune_empty_dirs
 from shared.errors import Conflict, NotFound
 from shared.ports.objects import ObjectInfo, validate_bucket, validate_name
 
@@ -123,7 +124,7 @@ class DirObjectStorage:
         except (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError):
             # PermissionError is what unlink() of a directory raises on Linux.
             return False
-        _prune_empty_dirs(path.parent, self.bucket_path(bucket))
+        prune_empty_dirs(path.parent, self.bucket_path(bucket))
         return True
 
     # --- helpers -----------------------------------------------------------------------------
@@ -163,22 +164,4 @@ class DirObjectStorage:
                 "prefix of its name (or has its name as a prefix) in embedded mode"
             ) from None
         if self.fsync:
-            _fsync_dir(target.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _prune_empty_dirs(start: Path, bucket_dir: Path) -> None:
-    current = start
-    while current != bucket_dir and bucket_dir in current.parents:
-        try:
-            current.rmdir()
-        except OSError:
-            return
-        current = current.parent
+            fsync_path(target.parent)

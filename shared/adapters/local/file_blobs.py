@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, BinaryIO
 import google_crc32c
 
 from shared.adapters.keys import key_segments
+from shared.adapters.local.fs import fsync_path, prune_empty_dirs
 from shared.errors import NotFound, PreconditionFailed
 from shared.ports.blobs import BlobInfo
 
@@ -100,7 +101,7 @@ class FileBlobStore:
         else:
             os.replace(durable, target)
         if self.fsync:
-            _fsync_dir(target.parent)
+            fsync_path(target.parent)
 
     @staticmethod
     def _info(key: str, target: Path, size: int, crc: int, storage_class: str) -> BlobInfo:
@@ -136,7 +137,7 @@ class FileBlobStore:
             path.unlink()
         except FileNotFoundError:
             return False
-        _prune_empty_dirs(path.parent, self.root)
+        prune_empty_dirs(path.parent, self.root)
         return True
 
     def list_keys(self, prefix: str) -> Iterator[str]:
@@ -202,21 +203,3 @@ class StagedFile(io.BufferedRandom):
 
 # Threads start on first use.
 _SYNC_POOL = ThreadPoolExecutor(_SYNC_THREADS, thread_name_prefix="blob-fsync")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _prune_empty_dirs(start: Path, root: Path) -> None:
-    current = start
-    while current != root and root in current.parents:
-        try:
-            current.rmdir()
-        except OSError:
-            return
-        current = current.parent
