@@ -28,7 +28,6 @@ import shutil
 import socket
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -191,23 +190,13 @@ def serve_thin(mode: str, port: int, data_dir: Path) -> None:
 def start_thin(mode: str, data_dir: Path) -> Server:
     data_dir.mkdir(parents=True, exist_ok=True)
     port = servers.free_port()
-    log_path = data_dir.parent / f"{mode}.log"
-    with log_path.open("ab") as log:
-        process = subprocess.Popen(
-            [str(servers.PYTHON), "-m", "bench.ceiling", "serve", mode, str(port), str(data_dir)],
-            cwd=servers.REPO,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    server = Server(
+    return servers.start_python(
+        ["-m", "bench.ceiling", "serve", mode, str(port), str(data_dir)],
         name=mode,
-        process=process,
-        root=f"http://{servers.HOST}:{port}/thin",
-        probe_url=f"http://{servers.HOST}:{port}/healthz",
-        log_path=log_path,
+        port=port,
+        root_path="/thin",
+        log_path=data_dir.parent / f"{mode}.log",
     )
-    servers.wait_until_answering(server.probe_url, process, servers.START_TIMEOUT_S)
-    return server
 
 
 WORKLOADS: dict[str, Callable[[Server, list[workloads.Instance]], dict[str, object]]] = {

@@ -92,44 +92,53 @@ def wait_until_answering(url: str, process: subprocess.Popen[bytes], timeout: fl
 # --- the embedded store -------------------------------------------------------------------
 
 
-def start_store(data_dir: Path, *, name: str = "store", temp: bool = False) -> Server:
-    """Run `python -m shared.cli serve` on a free port with `data_dir`."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    log_path = data_dir.parent / f"{data_dir.name}-{name}.log"
-    env = dict(os.environ, DICOMSTORE_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+def start_python(
+    args: list[str],
+    *,
+    name: str,
+    port: int,
+    root_path: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    workdir: Path | None = None,
+) -> Server:
+    """Run the venv's Python with `args` (a server on `port` answering GET /healthz)."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [
-                str(PYTHON),
-                "-m",
-                "shared.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-            ],
-            cwd=REPO,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
+            [str(PYTHON), *args], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT
         )
     server = Server(
         name=name,
         process=process,
-        root=f"http://{HOST}:{port}{STORE_PATH}",
+        root=f"http://{HOST}:{port}{root_path}",
         probe_url=f"http://{HOST}:{port}/healthz",
         log_path=log_path,
-        workdir=data_dir if temp else None,
+        workdir=workdir,
     )
     try:
         wait_until_answering(server.probe_url, process, START_TIMEOUT_S)
     except Exception:
         server.stop()
         raise
+    return server
+
+
+def start_store(data_dir: Path, *, name: str = "store", temp: bool = False) -> Server:
+    """Run `python -m shared.cli serve` on a free port with `data_dir`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = dict(os.environ, DICOMSTORE_LOG_LEVEL="WARNING", PYTHONUNBUFFERED="1")
+    server = start_python(
+        ["-m", "shared.cli", "serve", "--port", str(port), "--data-dir", str(data_dir)],
+        name=name,
+        port=port,
+        root_path=STORE_PATH,
+        log_path=data_dir.parent / f"{data_dir.name}-{name}.log",
+        env=env,
+        workdir=data_dir if temp else None,
+    )
     server.version = "dicomstore (this repo)"
-    logger.info("store pid %d on port %d, data %s", process.pid, port, data_dir)
+    logger.info("store pid %d on port %d, data %s", server.pid, port, data_dir)
     return server
 
 
