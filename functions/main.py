@@ -10,9 +10,13 @@ from shared.bootstrap import get_services
 from shared.config import Settings
 from shared.logging_setup import configure_logging
 from shared.service import handlers, imports
+from shared.web import gc_tuning
 from shared.web.app import handle
 
-configure_logging(Settings.from_env())
+_settings = Settings.from_env()
+configure_logging(_settings)
+if _settings.gc_tuning:
+    gc_tuning.tune_for_serving()  # last at import: what the imports built is frozen
 
 
 @functions_framework.http

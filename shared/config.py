@@ -56,6 +56,9 @@ class Settings:
     fsync: bool = True
     log_json: bool = False
     log_level: str = "INFO"
+    # Freeze start-up objects and collect young objects less often (shared/web/gc_tuning.py).
+    # The embedded server always does; cloud functions when Terraform sets it.
+    gc_tuning: bool = False
     cors_origins: tuple[str, ...] = ()
     # Cloud mode (backend "gcp"): where the adapters live, and emulator endpoints for local runs.
     gcp_project: str | None = None
@@ -101,6 +104,7 @@ class Settings:
             fsync=_bool(env, "DICOMSTORE_FSYNC", True),
             log_json=_bool(env, "DICOMSTORE_LOG_JSON", False),
             log_level=env.get("DICOMSTORE_LOG_LEVEL", "INFO").upper(),
+            gc_tuning=_bool(env, "DICOMSTORE_GC_TUNING", False),
             cors_origins=_origins(env.get("DICOMSTORE_CORS_ORIGINS", "")),
             gcp_project=env.get("DICOMSTORE_GCP_PROJECT")
             or env.get("GOOGLE_CLOUD_PROJECT")

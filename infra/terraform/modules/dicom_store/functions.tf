@@ -61,6 +61,7 @@ locals {
     DICOMSTORE_BIGQUERY_DATASET      = "${var.project_id}.${google_bigquery_dataset.exports.dataset_id}"
     DICOMSTORE_LOG_JSON              = "true"
     DICOMSTORE_LOG_LEVEL             = var.log_level
+    DICOMSTORE_GC_TUNING             = "true"
   }
 
   dicomweb_environment = merge(
