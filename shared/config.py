@@ -74,6 +74,9 @@ class Settings:
     # Export to BigQuery writes its rows here (as Google stages a load job) before one load;
     # None: the blob bucket in cloud mode, "dicomstore-staging" under DATA_DIR/gcs embedded.
     staging_bucket: str | None = None
+    # Object-name prefix of those rows. Terraform passes the prefix its lifecycle rule clears,
+    # so rows left by an export that never finished do not stay in the bucket forever.
+    export_staging_prefix: str = "export-staging/"
     # Import from Cloud Storage: the storage trigger (cloud) and the inbox watcher (embedded).
     ingest_bucket: str = "ingest"
     ingest_store: str | None = None  # None: the default store
@@ -123,6 +126,9 @@ class Settings:
                 if env.get("DICOMSTORE_STAGING_BUCKET")
                 else None
             ),
+            export_staging_prefix=_folder(
+                env, "DICOMSTORE_EXPORT_STAGING_PREFIX", "export-staging/"
+            ),
             ingest_bucket=_bucket(env, "DICOMSTORE_INGEST_BUCKET", "ingest"),
             ingest_store=env.get("DICOMSTORE_INGEST_STORE") or None,
             ingest_after=_after(env, "DICOMSTORE_INGEST_AFTER"),
@@ -159,6 +165,18 @@ def _bucket(env: Mapping[str, str], name: str, default: str) -> str:
     value = env.get(name) or default
     if not _BUCKET_RE.match(value):
         raise ConfigurationError(f"{name} must be a Cloud Storage bucket name, got {value!r}")
+    return value
+
+
+def _folder(env: Mapping[str, str], name: str, default: str) -> str:
+    """An object-name prefix such as "tmp/exports/": no leading '/', one trailing '/'."""
+    value = env.get(name) or default
+    segments = value.removesuffix("/").split("/")
+    if not value.endswith("/") or any(s in ("", ".", "..") for s in segments):
+        raise ConfigurationError(
+            f"{name} must be an object-name prefix such as 'tmp/exports/' (no leading '/',"
+            f" no empty, '.' or '..' segments, a trailing '/'), got {value!r}"
+        )
     return value
 
 

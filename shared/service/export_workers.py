@@ -20,7 +20,6 @@ logger = logging.getLogger(__name__)
 EXPORT_RESPONSE_TYPE = (
     "type.googleapis.com/google.cloud.healthcare.v1.dicom.ExportDicomDataResponse"
 )
-STAGING_PREFIX = "export-staging"
 _NDJSON = "application/x-ndjson"
 
 
@@ -169,7 +168,8 @@ def _conform_staged_rows(services: Services, bucket: str, name: str, union: Sche
 def staging(services: Services, payload: dict[str, Any]) -> tuple[str, str]:
     """(bucket, folder/) where one operation stages its rows."""
     operation_id = str(payload["operation"]).rsplit("/", 1)[-1]
-    return services.settings.export_staging_bucket, f"{STAGING_PREFIX}/{operation_id}/"
+    settings = services.settings
+    return settings.export_staging_bucket, f"{settings.export_staging_prefix}{operation_id}/"
 
 
 def _remove_staging(services: Services, bucket: str, folder: str) -> None:

@@ -6,6 +6,7 @@ schema D in DATA_DIR/bigquery.duckdb. Cloud mode: fake-gcs-server and bqemulator
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -506,7 +507,8 @@ def test_export_to_bigquery_creates_the_table(
     assert row["BlobStorageSize"] > 0
     assert "SourceDicomStore" not in row
     # The staged rows are removed once loaded.
-    assert names(services, services.settings.export_staging_bucket, "export-staging/") == []
+    settings = services.settings
+    assert names(services, settings.export_staging_bucket, settings.export_staging_prefix) == []
 
 
 def test_write_dispositions(
@@ -600,6 +602,18 @@ def test_bigquery_shards_delivered_twice_load_once(
     assert services.warehouse.row_count(TableRef(project, dataset, "twice")) == 150
 
 
+def staged_before_load(
+    client: FlaskClient, services: Services, monkeypatch: pytest.MonkeyPatch, body: dict[str, Any]
+) -> tuple[str, list[Message]]:
+    """Start a one-shard export to BigQuery into BQ_STORE and deliver all but its load task."""
+    held = hold(services, monkeypatch)  # deliver by hand
+    name = start(client, body, BQ_STORE)
+    handlers.dispatch(services, held.pop(0))  # the plan
+    handlers.dispatch(services, held.pop(0))  # the one shard
+    assert [m.type for m in held] == [exports.EXPORT_LOAD_TASK]
+    return name, held
+
+
 def test_a_failed_load_ends_the_operation_with_its_error(
     client: FlaskClient,
     services: Services,
@@ -610,11 +624,7 @@ def test_a_failed_load_ends_the_operation_with_its_error(
     project, dataset = warehouse
     table = TableRef(project, dataset, "race")
     stow(client, [make_instance(s) for s in series_of("1.5.7", "1.5.7.1", 1)], bq_store)
-    held = hold(services, monkeypatch)  # deliver by hand
-    name = start(client, to_bq(project, dataset, "race"), bq_store)
-    handlers.dispatch(services, held.pop(0))  # the plan
-    handlers.dispatch(services, held.pop(0))  # the one shard
-    assert [m.type for m in held] == [exports.EXPORT_LOAD_TASK]
+    name, held = staged_before_load(client, services, monkeypatch, to_bq(project, dataset, "race"))
     # Someone fills the table between the request and the load: WRITE_EMPTY must fail.
     bucket = services.settings.export_staging_bucket
     services.objects.write(bucket, "other/rows.ndjson", b'{"SOPInstanceUID": "9.9"}\n')
@@ -629,7 +639,32 @@ def test_a_failed_load_ends_the_operation_with_its_error(
     assert operation["done"] is True
     assert "not empty" in operation["error"]["message"]
     assert services.warehouse.row_count(table) == 1
-    assert names(services, bucket, "export-staging/") == []
+    assert names(services, bucket, services.settings.export_staging_prefix) == []
+
+
+def test_rows_are_staged_under_the_configured_prefix(
+    client: FlaskClient,
+    services: Services,
+    warehouse: tuple[str, str],
+    bq_store: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Terraform passes the prefix its bucket lifecycle rule clears, so rows of an export that
+    # never reaches its load do not stay forever.
+    project, dataset = warehouse
+    settings = dataclasses.replace(services.settings, export_staging_prefix="tmp/exports/")
+    monkeypatch.setattr(services, "settings", settings)
+    stow(client, [make_instance(s) for s in series_of("1.5.8", "1.5.8.1", 2)], bq_store)
+    body = to_bq(project, dataset, "prefixed")
+    name, held = staged_before_load(client, services, monkeypatch, body)
+    operation_id = name.rsplit("/", 1)[-1]
+    staged = names(services, settings.export_staging_bucket, "tmp/exports/")
+    assert staged and all(n.startswith(f"tmp/exports/{operation_id}/") for n in staged)
+    assert names(services, settings.export_staging_bucket, "export-staging/") == []
+    handlers.dispatch(services, held.pop(0))  # the load
+    assert finished(client, services, name)["done"] is True
+    assert services.warehouse.row_count(TableRef(project, dataset, "prefixed")) == 2
+    assert names(services, settings.export_staging_bucket, "tmp/exports/") == []
 
 
 def test_shard_schemas_that_disagree_are_unified_before_the_load(

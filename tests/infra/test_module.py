@@ -222,7 +222,6 @@ REQUIRED_ENV = {
 }
 # Set by Terraform before shared/config.py reads them; remove from here once it does.
 PLANNED_ENV = {
-    "DICOMSTORE_EXPORT_STAGING_PREFIX",
     "DICOMSTORE_BIGQUERY_DATASET",
 }
 
