@@ -73,6 +73,7 @@ __all__ = [
     "LITTLE_ENDIAN_NATIVE",
     "NATIVE_SYNTAXES",
     "RLE_LOSSLESS",
+    "byteswap",
     "can_encode_frames",
     "can_transcode",
     "decode_frame",
@@ -80,7 +81,9 @@ __all__ = [
     "decoded_photometric",
     "encode_frames",
     "frames_from_instance",
+    "pixel_swap_width",
     "transcode_instance",
+    "write_native_header",
     "write_part10",
 ]
 
@@ -121,6 +124,17 @@ def write_part10(dataset: Dataset) -> bytes:
     return _write(dataset)
 
 
+def write_native_header(header: Dataset, source_ts: str, target_ts: str) -> bytes:
+    """What transcode_instance writes before the pixel data, for native to native targets.
+
+    header holds the elements before the Pixel Data (which must be the last element), as
+    read from an instance in source_ts; it is changed as the whole instance would be.
+    """
+    _to_native_little_endian(header, source_ts)
+    header.file_meta.TransferSyntaxUID = pydicom.uid.UID(target_ts)
+    return _write(header)
+
+
 def decode_frame(
     encoded: bytes, dataset: Dataset, transfer_syntax: str, frame_number: int
 ) -> bytes:
@@ -136,7 +150,7 @@ def decode_frame(
         return bytes(encoded)
     _require_transcodable(transfer_syntax, EXPLICIT_VR_LE, dataset)
     if transfer_syntax == EXPLICIT_VR_BE:
-        return _byteswap(bytes(encoded), _pixel_swap_width(dataset))
+        return byteswap(bytes(encoded), _pixel_swap_width(dataset))
     return _decode_encapsulated_frame(encoded, dataset, transfer_syntax, frame_number)
 
 
@@ -359,18 +373,24 @@ def _pixel_swap_width(dataset: Dataset) -> int | None:
     if tag == DOUBLE_FLOAT_PIXEL_DATA:
         return 8
     element = dataset.get_item(PIXEL_DATA, keep_deferred=True)
-    bits = _int(dataset, "BitsAllocated")
-    if element is not None and element.VR == "OB":
+    vr = None if element is None else str(element.VR)
+    return pixel_swap_width(vr, _int(dataset, "BitsAllocated"))
+
+
+def pixel_swap_width(vr: str | None, bits_allocated: int | None) -> int | None:
+    """Bytes per swapped unit of big endian Pixel Data of this VR (None: a header without it)."""
+    if vr == "OB":
         return 1
-    if bits is None:
+    if bits_allocated is None:
         return None
-    if element is None and bits <= 8:
+    if vr is None and bits_allocated <= 8:
         return 1  # header without the element: assume the usual OB for 8-bit pixels
     # OW words are 16-bit, so 1- and 8-bit pixels packed in OW are swapped in pairs too.
-    return max(2, bits // 8) if bits in (1, 8, 16, 32, 64) else None
+    return max(2, bits_allocated // 8) if bits_allocated in (1, 8, 16, 32, 64) else None
 
 
-def _byteswap(data: bytes, width: int | None) -> bytes:
+def byteswap(data: bytes, width: int | None) -> bytes:
+    """data with each whole `width`-byte unit reversed (a shorter tail stays as it is)."""
     if not width or width == 1 or not data:
         return data
     import numpy as np
@@ -401,7 +421,7 @@ def _swap_binary_values(dataset: Dataset) -> None:
         if element.tag in (PIXEL_DATA, FLOAT_PIXEL_DATA, DOUBLE_FLOAT_PIXEL_DATA):
             width = pixel_width if element.tag == PIXEL_DATA else width
         if width and isinstance(element.value, bytes):
-            element.value = _byteswap(element.value, width)
+            element.value = byteswap(element.value, width)
 
 
 def _decompress(dataset: Dataset, source_ts: str) -> None:
@@ -608,7 +628,7 @@ def _stored_frame(dataset: Dataset, source_ts: str, frame_number: int) -> bytes:
 def _native_frame(dataset: Dataset, source_ts: str, frame_number: int) -> bytes:
     if source_ts == EXPLICIT_VR_BE:
         # Swap the whole value first: packed 1-bit frames need not start on a word boundary.
-        swapped = _byteswap(_native_pixels(dataset), _pixel_swap_width(dataset))
+        swapped = byteswap(_native_pixels(dataset), _pixel_swap_width(dataset))
         return _slice_native(dataset, swapped, frame_number)
     stored = _stored_frame(dataset, source_ts, frame_number)
     if source_ts in NATIVE_SYNTAXES:

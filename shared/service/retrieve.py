@@ -11,7 +11,7 @@ from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID
 
-from shared.dicom import codecs, json_model, streaming_transcode
+from shared.dicom import codecs, json_model, streaming_native, streaming_transcode
 from shared.domain.identifiers import validate_uid
 from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
 from shared.errors import InvalidArgument, NotAcceptable, NotFound
@@ -126,31 +126,51 @@ def instance_chunks(services: Services, record: InstanceRecord, target: str) -> 
 def native_stream(
     services: Services, record: InstanceRecord, target: str
 ) -> Iterator[bytes] | None:
-    """transcode_instance's bytes frame by frame, or None when the instance needs it whole.
+    """transcode_instance's bytes in pieces, or None when the instance needs it whole.
 
-    For the default retrieve of a compressed instance (Explicit VR LE, Google's default) whose
-    pixel data is its last element: one ranged read of the header, then one per frame, so the
-    peak memory is a frame or two, not three times the decoded instance.
+    When the pixel data is the instance's last element: one ranged read of the header, then
+    the pixel data frame by frame (compressed sources to Explicit VR LE, Google's default) or
+    in 1 MiB chunks (native to another native syntax), so the peak memory is a frame or two,
+    not three times the instance.
     """
-    streamable = (
-        target == codecs.EXPLICIT_VR_LE
-        and _is_encapsulated(record.transfer_syntax)
-        and bool(record.frames)
-        and record.header_length > 0
-        and record.trailer_offset == 0
-    )
-    if not streamable:
+    if record.header_length <= 0 or record.trailer_offset != 0:
         return None
-    pixel_element = streaming_transcode.PIXEL_ELEMENT_HEADER_LENGTH
-    head = services.blobs.read_range(record.blob_key, 0, record.header_length + pixel_element)
+    source = record.transfer_syntax
+    native_pair = source in streaming_native.SOURCES and target in streaming_native.TARGETS
+    if native_pair and record.number_of_frames:  # without pixel data the header is all of it
+        return _native_resyntax(services, record, target)
+    if target == codecs.EXPLICIT_VR_LE and _is_encapsulated(source) and record.frames:
+        return _decoded_stream(services, record)
+    return None
+
+
+def _native_resyntax(
+    services: Services, record: InstanceRecord, target: str
+) -> Iterator[bytes] | None:
+    return streaming_native.start_native_resyntax(
+        _stored_head(services, record, streaming_native.PIXEL_ELEMENT_HEADER_LENGTH),
+        record.header_length,
+        record.size,
+        record.transfer_syntax,
+        target,
+        lambda: services.blobs.open(record.blob_key),
+    )
+
+
+def _decoded_stream(services: Services, record: InstanceRecord) -> Iterator[bytes] | None:
     return streaming_transcode.start_native_stream(
-        head,
+        _stored_head(services, record, streaming_transcode.PIXEL_ELEMENT_HEADER_LENGTH),
         record.header_length,
         record.transfer_syntax,
         pixel_header(record),
         len(record.frames),
         lambda number: _read_frame(services, record, number),
     )
+
+
+def _stored_head(services: Services, record: InstanceRecord, pixel_element: int) -> bytes:
+    """The elements before the pixel data and the start of that element: one ranged read."""
+    return services.blobs.read_range(record.blob_key, 0, record.header_length + pixel_element)
 
 
 def stored_length(record: InstanceRecord, target: str) -> int | None:

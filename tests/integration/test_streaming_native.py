@@ -1,0 +1,262 @@
+"""Native to native retrieves (implicit/explicit VR, big/little endian) stream in bounded chunks,
+byte-identical to the whole-instance transcode, for every bundled and synthetic instance."""
+
+from __future__ import annotations
+
+import io
+import tracemalloc
+from dataclasses import dataclass
+
+import numpy as np
+import pydicom
+import pytest
+from flask.testing import FlaskClient
+from pydicom.uid import ExplicitVRBigEndian, ImplicitVRLittleEndian
+
+from shared.dicom import codecs, streaming_native
+from shared.dicom.parse import read_instance
+from shared.domain.records import InstanceRecord
+from shared.errors import DicomStoreError, NotAcceptable
+from shared.service import retrieve
+from shared.service.context import Services
+from tests.conftest import DW
+from tests.dicom_factory import Spec, make_dataset, to_bytes
+from tests.integration.test_streaming_transcode import _DIRECTORIES, _stored_record
+
+TARGETS = sorted(streaming_native.TARGETS)
+
+
+def _native_files() -> dict[str, tuple[str, bool]]:
+    """'source/name' to (syntax, pixel data ends the file) of each stored native image."""
+    found = {}
+    for source, directory in _DIRECTORIES.items():
+        for path in sorted(directory.iterdir()):
+            try:
+                data = path.read_bytes()
+                parsed = read_instance(io.BytesIO(data))
+            except (DicomStoreError, OSError):
+                continue  # not DICOM, or refused at ingest (test_pydicom_data covers those)
+            if parsed.transfer_syntax in streaming_native.SOURCES and parsed.number_of_frames:
+                found[f"{source}/{path.name}"] = (
+                    parsed.transfer_syntax,
+                    parsed.trailer_offset >= len(data),
+                )
+    return found
+
+
+FILES = _native_files()
+PAIRS = [
+    (name, target) for name, (syntax, _) in FILES.items() for target in TARGETS if target != syntax
+]
+
+
+def _whole_transcode(data: bytes, target: str) -> bytes | type[Exception]:
+    try:
+        return codecs.transcode_instance(io.BytesIO(data), target)
+    except DicomStoreError as exc:
+        return type(exc)
+
+
+def test_most_bundled_native_pairs_take_the_streaming_path() -> None:
+    streamed = [(name, target) for name, target in PAIRS if FILES[name][1]]
+    # 75 of 85 with pydicom 3.0.2 and pydicom-data 1.0.0; the others have elements after
+    # the pixel data (trailing padding and the like) and are transcoded whole.
+    assert len(streamed) >= 70, len(streamed)
+    sources = {FILES[name][0] for name, _ in streamed}
+    assert sources == set(streaming_native.SOURCES)
+
+
+@pytest.mark.local_only  # the blob store is read the same way in both backends
+@pytest.mark.parametrize(("name", "target"), PAIRS)
+def test_a_bundled_file_streams_exactly_what_the_whole_transcode_writes(
+    client: FlaskClient, services: Services, name: str, target: str
+) -> None:
+    source, _, filename = name.partition("/")
+    data = (_DIRECTORIES[source] / filename).read_bytes()
+    record = _stored_record(client, services, data)
+    assert record is not None
+    stream = retrieve.native_stream(services, record, target)
+    if not FILES[name][1]:
+        assert stream is None  # elements follow the pixel data: the whole path
+        return
+    assert stream is not None
+    assert b"".join(stream) == _whole_transcode(data, target)
+
+
+@dataclass(frozen=True)
+class Image:
+    """A synthetic image's pixel attributes (little endian sample values are random)."""
+
+    rows: int
+    columns: int
+    frames: int = 1
+    bits: int = 16
+    samples: int = 1
+    signed: bool = False
+    vr: str | None = None  # None: what pydicom writes (OW above 8 bits, OB otherwise)
+
+    @property
+    def size(self) -> int:
+        return self.rows * self.columns * self.frames * self.samples * self.bits // 8
+
+
+IMAGES = {
+    "16-bit signed, 3 frames": Image(33, 35, frames=3, signed=True),
+    "8-bit, odd length": Image(33, 35, frames=3, bits=8),
+    "8-bit in OW, odd length": Image(33, 35, frames=3, bits=8, vr="OW"),
+    "8-bit RGB": Image(17, 19, frames=2, bits=8, samples=3),
+    "32-bit": Image(20, 30, frames=2, bits=32),
+    "8-bit over a chunk, odd length": Image(1101, 1001, bits=8),
+    "16-bit over a chunk": Image(600, 512, frames=2),
+}
+SYNTAXES = sorted(streaming_native.SOURCES)
+
+
+def _instance(image: Image, syntax: str, seed: int = 3) -> bytes:
+    dataset = make_dataset(Spec(rows=image.rows, columns=image.columns, frames=image.frames))
+    dataset.BitsAllocated, dataset.BitsStored = image.bits, image.bits
+    dataset.HighBit, dataset.PixelRepresentation = image.bits - 1, int(image.signed)
+    if image.samples == 3:
+        dataset.SamplesPerPixel, dataset.PhotometricInterpretation = 3, "RGB"
+        dataset.PlanarConfiguration = 0
+    pixels = np.random.default_rng(seed).integers(0, 256, image.size, np.uint8).tobytes()
+    dataset.file_meta.TransferSyntaxUID = pydicom.uid.UID(syntax)
+    vr = image.vr or ("OW" if image.bits > 8 else "OB")
+    if syntax == ExplicitVRBigEndian:
+        # pydicom writes OB/OW values verbatim: the big endian samples are ours to swap.
+        pixels = codecs.byteswap(pixels, codecs.pixel_swap_width(vr, image.bits))
+    dataset.PixelData = pixels
+    dataset["PixelData"].VR = vr
+    return to_bytes(dataset)
+
+
+@pytest.mark.local_only
+@pytest.mark.parametrize("syntax", SYNTAXES)
+@pytest.mark.parametrize("image", IMAGES)
+def test_a_synthetic_instance_streams_exactly_what_the_whole_transcode_writes(
+    client: FlaskClient, services: Services, image: str, syntax: str
+) -> None:
+    data = _instance(IMAGES[image], syntax)
+    assert read_instance(io.BytesIO(data)).transfer_syntax == syntax
+    record = _stored_record(client, services, data)
+    assert record is not None
+    for target in TARGETS:
+        if target == syntax:
+            continue
+        whole = _whole_transcode(data, target)
+        assert isinstance(whole, bytes)
+        stream = retrieve.native_stream(services, record, target)
+        assert stream is not None, target
+        chunks = list(stream)
+        assert b"".join(chunks) == whole, target
+        assert max(map(len, chunks)) <= streaming_native.CHUNK_SIZE + len(chunks[0])
+
+
+def test_http_retrieves_send_the_streamed_bytes(client: FlaskClient, services: Services) -> None:
+    data = _instance(IMAGES["16-bit signed, 3 frames"], ImplicitVRLittleEndian)
+    record = _stored_record(client, services, data)
+    assert record is not None
+    url = f"{DW}/studies/{record.study_uid}/series/{record.series_uid}/instances/{record.sop_uid}"
+    default = client.get(url, headers={"Accept": "application/dicom"})
+    assert default.status_code == 200
+    assert default.data == _whole_transcode(data, codecs.EXPLICIT_VR_LE)
+    big_endian = _instance(IMAGES["8-bit RGB"], ExplicitVRBigEndian)
+    record = _stored_record(client, services, big_endian)
+    assert record is not None
+    url = f"{DW}/studies/{record.study_uid}/series/{record.series_uid}/instances/{record.sop_uid}"
+    accept = f"application/dicom; transfer-syntax={codecs.IMPLICIT_VR_LE}"
+    as_implicit = client.get(url, headers={"Accept": accept})
+    assert as_implicit.status_code == 200
+    assert as_implicit.data == _whole_transcode(big_endian, codecs.IMPLICIT_VR_LE)
+
+
+def _truncate(services: Services, record: InstanceRecord, length: int) -> None:
+    data = services.blobs.read_range(record.blob_key, 0, length)
+    services.blobs.put(record.blob_key, io.BytesIO(data))
+
+
+@pytest.mark.parametrize("cut", ["in the pixel data", "at the pixel data"])
+def test_a_blob_truncated_after_the_header_aborts_the_stream(
+    client: FlaskClient, services: Services, cut: str
+) -> None:
+    data = _instance(IMAGES["16-bit over a chunk"], ExplicitVRBigEndian)
+    record = _stored_record(client, services, data)
+    assert record is not None
+    pixel_start = record.header_length + streaming_native.PIXEL_ELEMENT_HEADER_LENGTH
+    _truncate(services, record, pixel_start + (1000 if cut == "in the pixel data" else 0))
+    whole = _whole_transcode(data, codecs.EXPLICIT_VR_LE)
+    assert isinstance(whole, bytes)
+    sent = b""
+    with pytest.raises(streaming_native.StreamAborted, match="ends before"):
+        for chunk in retrieve.instance_chunks(services, record, codecs.EXPLICIT_VR_LE):
+            sent += chunk
+    assert whole.startswith(sent) and len(sent) < len(whole)  # cut short, never wrong
+
+
+def test_a_blob_longer_than_the_index_says_aborts_the_stream(
+    client: FlaskClient, services: Services
+) -> None:
+    data = _instance(IMAGES["8-bit, odd length"], ImplicitVRLittleEndian)
+    record = _stored_record(client, services, data)
+    assert record is not None
+    services.blobs.put(record.blob_key, io.BytesIO(data + b"\0" * 8))
+    with pytest.raises(streaming_native.StreamAborted, match="past"):
+        b"".join(retrieve.instance_chunks(services, record, codecs.EXPLICIT_VR_LE))
+
+
+def test_a_pixel_element_that_does_not_end_where_the_index_says_is_not_streamed() -> None:
+    data = _instance(IMAGES["8-bit, odd length"], ImplicitVRLittleEndian)
+    parsed = read_instance(io.BytesIO(data))
+    head = data[: parsed.header_length + streaming_native.PIXEL_ELEMENT_HEADER_LENGTH]
+
+    def start(header_length: int, size: int) -> object:
+        return streaming_native.start_native_resyntax(
+            head, header_length, size, parsed.transfer_syntax, codecs.EXPLICIT_VR_LE, _opener(data)
+        )
+
+    assert start(parsed.header_length, len(data)) is not None
+    assert start(parsed.header_length, len(data) + 2) is None
+    assert start(parsed.header_length - 2, len(data)) is None
+
+
+def _opener(data: bytes) -> streaming_native.OpenStored:
+    return lambda: io.BytesIO(data)
+
+
+@pytest.mark.local_only
+def test_an_untranscodable_request_gets_its_406_before_any_byte(
+    client: FlaskClient, services: Services
+) -> None:
+    # Big endian 12-bit samples in OW: no swap width, so both paths refuse it.
+    dataset = pydicom.dcmread(io.BytesIO(_instance(IMAGES["32-bit"], ExplicitVRBigEndian)))
+    dataset.BitsAllocated = 12
+    data = to_bytes(dataset)
+    record = _stored_record(client, services, data)
+    assert record is not None
+    assert retrieve.native_stream(services, record, codecs.EXPLICIT_VR_LE) is None
+    chunks = retrieve.instance_chunks(services, record, codecs.EXPLICIT_VR_LE)
+    with pytest.raises(NotAcceptable):
+        next(chunks)
+    url = f"{DW}/studies/{record.study_uid}/series/{record.series_uid}/instances/{record.sop_uid}"
+    refused = client.get(url, headers={"Accept": "application/dicom"})
+    assert refused.status_code == 406
+
+
+@pytest.mark.local_only  # measures this code, not the storage client's buffers
+@pytest.mark.parametrize("syntax", [ImplicitVRLittleEndian, ExplicitVRBigEndian])
+def test_streaming_a_large_instance_holds_a_chunk_or_two_not_the_instance(
+    client: FlaskClient, services: Services, syntax: str
+) -> None:
+    image = Image(512, 512, frames=48)
+    frame_size = image.size // image.frames
+    record = _stored_record(client, services, _instance(image, syntax))
+    assert record is not None
+    target = codecs.EXPLICIT_VR_LE if syntax != codecs.EXPLICIT_VR_LE else codecs.IMPLICIT_VR_LE
+    tracemalloc.start()
+    try:
+        sent = sum(map(len, retrieve.instance_chunks(services, record, target)))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert sent > image.size
+    assert peak < 8 * frame_size, peak  # 4 MB; the whole transcode peaks near 3x 24 MB
