@@ -81,7 +81,9 @@ __all__ = [
     "decoded_photometric",
     "encode_frames",
     "frames_from_instance",
+    "native_header",
     "pixel_swap_width",
+    "set_encoded_layout",
     "transcode_instance",
     "write_native_header",
     "write_part10",
@@ -130,9 +132,23 @@ def write_native_header(header: Dataset, source_ts: str, target_ts: str) -> byte
     header holds the elements before the Pixel Data (which must be the last element), as
     read from an instance in source_ts; it is changed as the whole instance would be.
     """
-    _to_native_little_endian(header, source_ts)
+    native_header(header, source_ts)
     header.file_meta.TransferSyntaxUID = pydicom.uid.UID(target_ts)
     return _write(header)
+
+
+def native_header(header: Dataset, source_ts: str) -> None:
+    """Change a header without pixel data from a native source_ts as the whole transcode
+    changes it on the way to native little endian (big endian OW/OF/... values swapped)."""
+    _to_native_little_endian(header, source_ts)
+
+
+def set_encoded_layout(dataset: Dataset, layout: Layout, target_ts: str) -> None:
+    """The pixel attributes transcode_instance writes for native frames in layout encoded in
+    target_ts (the lossy compression marks aside)."""
+    if target_ts != DEFLATED_IMAGE_FRAME:  # deflated frames keep their native arrangement
+        photometric = frame_codecs.encoded_photometric(layout, target_ts)
+        _set_layout(dataset, replace(layout, photometric=photometric, planar=0))
 
 
 def decode_frame(
@@ -477,9 +493,7 @@ def _compress(dataset: Dataset, target_ts: str) -> None:
         for number in range(1, _frame_count(dataset) + 1)
     ]
     _set_encapsulated(dataset, encoded)
-    if target_ts != DEFLATED_IMAGE_FRAME:  # deflated frames keep their native arrangement
-        photometric = frame_codecs.encoded_photometric(layout, target_ts)
-        _set_layout(dataset, replace(layout, photometric=photometric, planar=0))
+    set_encoded_layout(dataset, layout, target_ts)
     method = frame_codecs.LOSSY_METHODS.get(target_ts)
     if method:
         _mark_lossy(dataset, method, native_size / max(sum(map(len, encoded)), 1))
@@ -503,7 +517,10 @@ def _set_encapsulated(dataset: Dataset, frames: list[bytes]) -> None:
         pixel_data, offsets, lengths = encapsulate_extended(frames)
         dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = offsets, lengths
     else:
-        pixel_data = encapsulate(frames, has_bot=True)
+        # An empty Basic Offset Table (one fragment per frame locates the frames): offsets
+        # known only once every frame is encoded would keep a streamed transcode from
+        # sending its first frame before its last is encoded (see streaming_encode).
+        pixel_data = encapsulate(frames, has_bot=False)
     dataset.PixelData = pixel_data
     element = dataset["PixelData"]
     element.is_undefined_length = True

@@ -34,7 +34,7 @@ OpenStored = Callable[[], AbstractContextManager[BinaryIO]]
 
 
 @dataclass(frozen=True)
-class _StoredPixels:
+class StoredPixels:
     """Where the native Pixel Data value lies in the stored instance, and how to send it."""
 
     value_offset: int
@@ -47,32 +47,35 @@ class StreamAborted(DicomStoreError):
     """The stored bytes stopped matching the index after the first bytes were sent (500)."""
 
 
+@dataclass(frozen=True)
+class StoredStart:
+    """The start of a stored instance, as one ranged read gets it."""
+
+    head: bytes  # header_length bytes, then PIXEL_ELEMENT_HEADER_LENGTH more (fewer at the end)
+    header_length: int  # every element before the pixel data
+    size: int  # of the whole stored instance
+    syntax: str
+
+
 def start_native_resyntax(
-    stored_head: bytes,
-    header_length: int,
-    stored_size: int,
-    source_ts: str,
-    target_ts: str,
-    open_stored: OpenStored,
+    stored: StoredStart, target_ts: str, open_stored: OpenStored
 ) -> Iterator[bytes] | None:
     """The bytes codecs.transcode_instance(instance, target_ts) returns, in bounded chunks.
 
-    stored_head is the start of the stored instance (stored_size bytes in all): its first
-    header_length bytes hold every element before the native Pixel Data, which must be the
-    last element and end the instance; the next PIXEL_ELEMENT_HEADER_LENGTH bytes (fewer if
-    the instance is shorter) start that element.
-
+    The native Pixel Data must be the stored instance's last element and end it.
     Everything is checked before the first byte: None means the instance does not fit this
     path and the whole-instance transcode must decide. Stored bytes that run out early or go
-    on past stored_size raise StreamAborted while streaming, so the response is cut short
+    on past stored.size raise StreamAborted while streaming, so the response is cut short
     rather than sent wrong.
     """
+    stored_head, header_length, stored_size = stored.head, stored.header_length, stored.size
+    source_ts = stored.syntax
     if source_ts not in SOURCES or target_ts not in TARGETS or source_ts == target_ts:
         return None
-    header = _stored_header(stored_head[:header_length], source_ts)
+    header = stored_header(stored_head[:header_length], source_ts)
     if header is None:
         return None
-    pixels = _stored_pixels(stored_head, header_length, stored_size, source_ts, header)
+    pixels = stored_pixels(stored_head, header_length, stored_size, source_ts, header)
     if pixels is None:
         return None
     try:
@@ -84,11 +87,11 @@ def start_native_resyntax(
     return _chunks(head, pixels, stored_size, open_stored)
 
 
-def _stored_header(stored_header: bytes, source_ts: str) -> Dataset | None:
+def stored_header(stored_bytes: bytes, source_ts: str) -> Dataset | None:
     """The data set before the pixel data, if it is encoded as source_ts promises."""
     try:
         # force: uploads without the 128-byte preamble are stored as sent (validated at ingest).
-        header = pydicom.dcmread(io.BytesIO(stored_header), force=True, stop_before_pixels=True)
+        header = pydicom.dcmread(io.BytesIO(stored_bytes), force=True, stop_before_pixels=True)
     except Exception as exc:  # untrusted bytes: pydicom raises many exception types
         logger.info("the header does not parse alone (%s): transcoding the whole instance", exc)
         return None
@@ -107,9 +110,9 @@ def _target_for_checks(source_ts: str) -> str:
     return codecs.IMPLICIT_VR_LE if source_ts != codecs.IMPLICIT_VR_LE else codecs.EXPLICIT_VR_LE
 
 
-def _stored_pixels(
+def stored_pixels(
     stored_head: bytes, header_length: int, stored_size: int, source_ts: str, header: Dataset
-) -> _StoredPixels | None:
+) -> StoredPixels | None:
     """The Pixel Data element at header_length, if it is native and ends the instance."""
     element = stored_head[header_length:]
     if source_ts == codecs.IMPLICIT_VR_LE:
@@ -135,7 +138,7 @@ def _stored_pixels(
         if width is None:
             return None
         swap_width = width
-    return _StoredPixels(value_offset, length, vr, swap_width)
+    return StoredPixels(value_offset, length, vr, swap_width)
 
 
 def _int(value: object) -> int | None:
@@ -145,7 +148,7 @@ def _int(value: object) -> int | None:
         return None
 
 
-def _pixel_element_header(pixels: _StoredPixels, target_ts: str) -> bytes:
+def _pixel_element_header(pixels: StoredPixels, target_ts: str) -> bytes:
     """The target's Pixel Data element header, with pydicom's even padding of the value."""
     padded = pixels.length + pixels.length % 2
     if target_ts == codecs.IMPLICIT_VR_LE:
@@ -155,7 +158,7 @@ def _pixel_element_header(pixels: _StoredPixels, target_ts: str) -> bytes:
 
 
 def _chunks(
-    head: bytes, pixels: _StoredPixels, stored_size: int, open_stored: OpenStored
+    head: bytes, pixels: StoredPixels, stored_size: int, open_stored: OpenStored
 ) -> Iterator[bytes]:
     yield head
     del head
@@ -170,7 +173,7 @@ def _chunks(
             yield codecs.byteswap(chunk, pixels.swap_width)
             del chunk
         if stored.read(1):
-            raise _aborted(f"the stored instance goes on past its {stored_size} bytes")
+            raise aborted(f"the stored instance goes on past its {stored_size} bytes")
     if pixels.length % 2:
         yield b"\0"
 
@@ -180,12 +183,13 @@ def _read_exactly(stored: BinaryIO, count: int, stored_size: int) -> bytes:
     while len(data) < count:
         more = stored.read(count - len(data))
         if not more:
-            raise _aborted(f"the stored instance ends before its {stored_size} bytes")
+            raise aborted(f"the stored instance ends before its {stored_size} bytes")
         data += more
     return data
 
 
-def _aborted(reason: str) -> StreamAborted:
+def aborted(reason: str) -> StreamAborted:
+    """The error that cuts a stream short, logged (the client sees only a truncated body)."""
     message = f"transcoding aborted after the first bytes were sent: {reason}"
     logger.error(message)
     return StreamAborted(message)

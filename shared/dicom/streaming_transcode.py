@@ -56,13 +56,13 @@ def start_native_stream(
     frame that fails to decode, or decodes to the wrong size, raises while streaming, so the
     response is aborted rather than sent wrong.
     """
-    header = _stored_header(stored_head, header_length, source_ts, frame_count)
+    header = stored_header(stored_head, header_length, source_ts, frame_count)
     if header is None:
         return None
-    layout = _decoded_layout(header, source_ts)
-    if layout is None or frame_count * _native_frame_size(layout) > _MAX_VALUE_LENGTH:
+    layout = decoded_layout(header, source_ts)
+    if layout is None or frame_count * native_frame_size(layout) > _MAX_VALUE_LENGTH:
         return None
-    frame_size = _native_frame_size(layout)
+    frame_size = native_frame_size(layout)
     try:
         first = codecs.decode_frame(stored_frame(1), frame_header, source_ts, 1)
     except DicomStoreError as exc:
@@ -75,12 +75,12 @@ def start_native_stream(
             frame_size,
         )
         return None
-    head = codecs.write_part10(_native_header(header, layout, source_ts, frame_count))
+    head = codecs.write_part10(native_header(header, layout, source_ts, frame_count))
     head += _pixel_element_header(layout, frame_count * frame_size)
     return _chunks(head, first, frame_size, frame_count, source_ts, frame_header, stored_frame)
 
 
-def _stored_header(
+def stored_header(
     stored_head: bytes, header_length: int, source_ts: str, frame_count: int
 ) -> Dataset | None:
     """The data set before the pixel data, if it is the header of what was promised."""
@@ -96,21 +96,22 @@ def _stored_header(
         return None
     if str(header.file_meta.get("TransferSyntaxUID", "")) != source_ts:
         return None
-    if "PhotometricInterpretation" not in header or _frame_count(header) != frame_count:
+    if "PhotometricInterpretation" not in header or header_frame_count(header) != frame_count:
         return None  # pydicom would decide these from the pixel data itself
     if not codecs.can_transcode(source_ts, codecs.EXPLICIT_VR_LE, header):
         return None
     return header
 
 
-def _frame_count(header: Dataset) -> int | None:
+def header_frame_count(header: Dataset) -> int | None:
+    """NumberOfFrames as decoders read it (absent or 0: one), None when it is no number."""
     try:
         return max(int(header.get("NumberOfFrames") or 1), 1)
     except (TypeError, ValueError):
         return None
 
 
-def _decoded_layout(header: Dataset, source_ts: str) -> Layout | None:
+def decoded_layout(header: Dataset, source_ts: str) -> Layout | None:
     """What one decoded frame holds, when its samples fill whole bytes."""
     layout = frame_codecs.layout_of(header)
     if layout is None or layout.bits_allocated % 8:
@@ -118,12 +119,12 @@ def _decoded_layout(header: Dataset, source_ts: str) -> Layout | None:
     return frame_codecs.decoded_layout(layout, source_ts)
 
 
-def _native_frame_size(layout: Layout) -> int:
+def native_frame_size(layout: Layout) -> int:
     # Decoded frames are interleaved with full-size samples, even from YBR_FULL_422.
     return layout.rows * layout.columns * layout.samples * layout.bits_allocated // 8
 
 
-def _native_header(header: Dataset, layout: Layout, source_ts: str, frame_count: int) -> Dataset:
+def native_header(header: Dataset, layout: Layout, source_ts: str, frame_count: int) -> Dataset:
     """The header changed as transcode_instance changes it (codecs._to_native_little_endian)."""
     # pydicom.pixels.decompress (and codecs._set_layout for the syntaxes pydicom lacks)
     # always set the photometric interpretation and, for colour, the planar configuration.

@@ -11,7 +11,13 @@ from pydicom import Dataset, dcmread
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import UID
 
-from shared.dicom import codecs, json_model, streaming_native, streaming_transcode
+from shared.dicom import (
+    codecs,
+    json_model,
+    streaming_encode,
+    streaming_native,
+    streaming_transcode,
+)
 from shared.domain.identifiers import validate_uid
 from shared.domain.records import DicomJson, InstanceRecord, StoreRecord
 from shared.errors import InvalidArgument, NotAcceptable, NotFound
@@ -129,9 +135,9 @@ def native_stream(
     """transcode_instance's bytes in pieces, or None when the instance needs it whole.
 
     When the pixel data is the instance's last element: one ranged read of the header, then
-    the pixel data frame by frame (compressed sources to Explicit VR LE, Google's default) or
-    in 1 MiB chunks (native to another native syntax), so the peak memory is a frame or two,
-    not three times the instance.
+    the pixel data frame by frame (compressed sources to Explicit VR LE, Google's default, and
+    any source to a lossless compressed syntax) or in 1 MiB chunks (native to another native
+    syntax), so the peak memory is a frame or two, not three times the instance.
     """
     if record.header_length <= 0 or record.trailer_offset != 0:
         return None
@@ -141,6 +147,8 @@ def native_stream(
         return _native_resyntax(services, record, target)
     if target == codecs.EXPLICIT_VR_LE and _is_encapsulated(source) and record.frames:
         return _decoded_stream(services, record)
+    if target in streaming_encode.TARGETS and record.frames and source != _DEFLATED:
+        return _encoded_stream(services, record, target)
     return None
 
 
@@ -148,18 +156,13 @@ def _native_resyntax(
     services: Services, record: InstanceRecord, target: str
 ) -> Iterator[bytes] | None:
     return streaming_native.start_native_resyntax(
-        _stored_head(services, record, streaming_native.PIXEL_ELEMENT_HEADER_LENGTH),
-        record.header_length,
-        record.size,
-        record.transfer_syntax,
-        target,
-        lambda: services.blobs.open(record.blob_key),
+        _stored_start(services, record), target, lambda: services.blobs.open(record.blob_key)
     )
 
 
 def _decoded_stream(services: Services, record: InstanceRecord) -> Iterator[bytes] | None:
     return streaming_transcode.start_native_stream(
-        _stored_head(services, record, streaming_transcode.PIXEL_ELEMENT_HEADER_LENGTH),
+        _stored_start(services, record).head,
         record.header_length,
         record.transfer_syntax,
         pixel_header(record),
@@ -168,9 +171,29 @@ def _decoded_stream(services: Services, record: InstanceRecord) -> Iterator[byte
     )
 
 
-def _stored_head(services: Services, record: InstanceRecord, pixel_element: int) -> bytes:
+def _encoded_stream(
+    services: Services, record: InstanceRecord, target: str
+) -> Iterator[bytes] | None:
+    return streaming_encode.start_encoded_stream(
+        _stored_start(services, record),
+        target,
+        pixel_header(record),
+        len(record.frames),
+        lambda number: _read_frame(services, record, number),
+    )
+
+
+def _stored_start(services: Services, record: InstanceRecord) -> streaming_native.StoredStart:
     """The elements before the pixel data and the start of that element: one ranged read."""
-    return services.blobs.read_range(record.blob_key, 0, record.header_length + pixel_element)
+    pixel_element = max(
+        streaming_native.PIXEL_ELEMENT_HEADER_LENGTH,
+        streaming_transcode.PIXEL_ELEMENT_HEADER_LENGTH,
+    )
+    length = record.header_length + pixel_element
+    head = services.blobs.read_range(record.blob_key, 0, length)
+    return streaming_native.StoredStart(
+        head, record.header_length, record.size, record.transfer_syntax
+    )
 
 
 def stored_length(record: InstanceRecord, target: str) -> int | None:

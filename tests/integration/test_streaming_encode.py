@@ -1,0 +1,141 @@
+"""Retrieves in a lossless compressed syntax stream frame by frame, byte-identical to the
+whole-instance transcode, for every bundled and synthetic instance that can be encoded."""
+
+from __future__ import annotations
+
+import io
+
+import pydicom
+import pytest
+from flask.testing import FlaskClient
+from pydicom.uid import ImplicitVRLittleEndian
+
+from shared.dicom import codecs, streaming_encode, streaming_native
+from shared.service import retrieve
+from shared.service.context import Services
+from tests.integration.test_streaming_native import (
+    IMAGES,
+    LARGE,
+    LARGE_FRAME_SIZE,
+    _bundled,
+    _instance,
+    _stored,
+    _url,
+    bundled_instances,
+    bytes_and_peak_memory,
+    check_http_retrieve,
+    check_truncation_cuts_short,
+    whole_transcode,
+)
+
+TARGETS = sorted(streaming_encode.TARGETS)
+
+
+def _files_with_frames() -> list[str]:
+    """'source/name' of each stored image whose pixel data ends the file."""
+    return [
+        name
+        for name, data, parsed in bundled_instances()
+        if parsed.frames and parsed.trailer_offset >= len(data)
+    ]
+
+
+FILES = _files_with_frames()
+
+
+def _streamed_targets(client: FlaskClient, services: Services, data: bytes) -> list[str]:
+    """The targets the instance streams in; each is checked against the whole transcode, and
+    each other target must be one the whole transcode refuses too."""
+    record = _stored(client, services, data)
+    streamed = []
+    for target in TARGETS:
+        if target == record.transfer_syntax:
+            continue
+        whole = whole_transcode(data, target)
+        stream = retrieve.native_stream(services, record, target)
+        if stream is None:
+            assert not isinstance(whole, bytes), target  # no needless whole transcode
+            continue
+        assert b"".join(stream) == whole, target
+        streamed.append(target)
+    return streamed
+
+
+def test_most_bundled_images_are_checked() -> None:
+    # 85 with pydicom 3.0.2 and pydicom-data 1.0.0: 722 (file, target) pairs stream, and
+    # the 189 others are ones the whole transcode refuses (406) as well.
+    assert len(FILES) >= 80, len(FILES)
+
+
+@pytest.mark.local_only  # the blob store is read the same way in both backends
+@pytest.mark.parametrize("name", FILES)
+def test_a_bundled_file_streams_exactly_what_the_whole_transcode_writes(
+    client: FlaskClient, services: Services, name: str
+) -> None:
+    data = _bundled(name)
+    _streamed_targets(client, services, data)
+
+
+_SYNTHETIC = ["16-bit signed, 3 frames", "8-bit RGB", "32-bit"]
+
+
+@pytest.mark.local_only
+@pytest.mark.parametrize(
+    ("image", "syntax"),
+    [
+        *((image, syntax) for image in _SYNTHETIC for syntax in sorted(streaming_native.SOURCES)),
+        *((image, codecs.RLE_LOSSLESS) for image in _SYNTHETIC if IMAGES[image].bits <= 16),
+    ],
+)
+def test_a_synthetic_instance_streams_in_every_lossless_target_that_takes_it(
+    client: FlaskClient, services: Services, image: str, syntax: str
+) -> None:
+    native_syntax = syntax if syntax in streaming_native.SOURCES else codecs.EXPLICIT_VR_LE
+    data = _instance(IMAGES[image], native_syntax)
+    if syntax == codecs.RLE_LOSSLESS:
+        data = codecs.transcode_instance(io.BytesIO(data), syntax)
+    streamed = _streamed_targets(client, services, data)
+    assert codecs.DEFLATED_IMAGE_FRAME in streamed  # any whole-byte samples deflate
+    if IMAGES[image].bits <= 16 and IMAGES[image].rows >= 32:
+        assert codecs.JPEG_2000_LOSSLESS in streamed
+
+
+def test_http_retrieve_in_a_lossless_syntax_sends_the_streamed_bytes(
+    client: FlaskClient, services: Services
+) -> None:
+    data = _instance(IMAGES["16-bit signed, 3 frames"], ImplicitVRLittleEndian)
+    body = check_http_retrieve(client, services, data, codecs.RLE_LOSSLESS)
+    sent = pydicom.dcmread(io.BytesIO(body))
+    assert sent.PixelData.startswith(b"\xfe\xff\x00\xe0\x00\x00\x00\x00")  # empty offset table
+
+
+def test_a_blob_truncated_after_the_header_aborts_the_stream(
+    client: FlaskClient, services: Services
+) -> None:
+    frame_size = IMAGES["16-bit over a chunk"].size // 2
+    check_truncation_cuts_short(
+        client, services, codecs.RLE_LOSSLESS, frame_size + 100, "frame 2 decodes to"
+    )
+
+
+def test_an_untranscodable_request_gets_its_406_before_any_byte(
+    client: FlaskClient, services: Services
+) -> None:
+    data = _instance(IMAGES["32-bit"], ImplicitVRLittleEndian)
+    record = _stored(client, services, data)
+    assert retrieve.native_stream(services, record, codecs.JPEG_LS_LOSSLESS) is None
+    url = _url(record)
+    accept = f"application/dicom; transfer-syntax={codecs.JPEG_LS_LOSSLESS}"
+    assert client.get(url, headers={"Accept": accept}).status_code == 406
+
+
+@pytest.mark.local_only  # measures this code, not the storage client's buffers
+@pytest.mark.parametrize("target", [codecs.RLE_LOSSLESS, codecs.JPEG_LS_LOSSLESS])
+def test_encoding_a_large_instance_holds_a_frame_or_two_not_the_instance(
+    client: FlaskClient, services: Services, target: str
+) -> None:
+    sent, peak = bytes_and_peak_memory(client, services, ImplicitVRLittleEndian, target)
+    assert sent > LARGE.frames * 1000  # every frame went out
+    # Encoders work on widened copies of a frame (JPEG-LS measured 4.2 MB, RLE less); the
+    # whole transcode of this 24 MB instance peaks near three times its size.
+    assert peak < 12 * LARGE_FRAME_SIZE, peak
