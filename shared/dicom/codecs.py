@@ -81,7 +81,9 @@ __all__ = [
     "decoded_photometric",
     "encode_frames",
     "frames_from_instance",
+    "mark_lossy",
     "native_header",
+    "needs_extended_offsets",
     "pixel_swap_width",
     "set_encoded_layout",
     "transcode_instance",
@@ -92,6 +94,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 _SWAP_WIDTHS = {"OW": 2, "OF": 4, "OL": 4, "OD": 8, "OV": 8}
+# The largest offset a Basic Offset Table (32-bit) can hold.
+MAX_BASIC_OFFSET = 2**32 - 1
 
 
 def can_transcode(source_ts: str, target_ts: str, dataset: Dataset) -> bool:
@@ -494,9 +498,7 @@ def _compress(dataset: Dataset, target_ts: str) -> None:
     ]
     _set_encapsulated(dataset, encoded)
     set_encoded_layout(dataset, layout, target_ts)
-    method = frame_codecs.LOSSY_METHODS.get(target_ts)
-    if method:
-        _mark_lossy(dataset, method, native_size / max(sum(map(len, encoded)), 1))
+    mark_lossy(dataset, target_ts, native_size, sum(map(len, encoded)))
 
 
 def _encode_frame(frame: bytes, layout: Layout, target_ts: str, number: int) -> bytes:
@@ -512,8 +514,7 @@ def _encode_frame(frame: bytes, layout: Layout, target_ts: str, number: int) -> 
 def _set_encapsulated(dataset: Dataset, frames: list[bytes]) -> None:
     from pydicom.encaps import encapsulate, encapsulate_extended
 
-    # PS3.5 A.4: a Basic Offset Table holds 32-bit offsets; beyond that use the extended one.
-    if sum(len(frame) + 8 for frame in frames[:-1]) > 2**32 - 1:
+    if needs_extended_offsets([len(frame) for frame in frames]):
         pixel_data, offsets, lengths = encapsulate_extended(frames)
         dataset.ExtendedOffsetTable, dataset.ExtendedOffsetTableLengths = offsets, lengths
     else:
@@ -525,6 +526,12 @@ def _set_encapsulated(dataset: Dataset, frames: list[bytes]) -> None:
     element = dataset["PixelData"]
     element.is_undefined_length = True
     element.VR = "OB"
+
+
+def needs_extended_offsets(frame_lengths: list[int]) -> bool:
+    """True when transcode_instance writes an Extended Offset Table for these encoded frames."""
+    # PS3.5 A.4: a Basic Offset Table holds 32-bit offsets; beyond that use the extended one.
+    return sum(length + 8 for length in frame_lengths[:-1]) > MAX_BASIC_OFFSET
 
 
 def _recompress_jpeg(dataset: Dataset) -> None:
@@ -547,6 +554,14 @@ def _recompress_frame(frame: bytes, number: int) -> bytes:
         raise NotAcceptable(
             f"cannot transcode frame {number} to {JPEG_XL_RECOMPRESSION}: {exc}"
         ) from exc
+
+
+def mark_lossy(dataset: Dataset, target_ts: str, native_size: int, encoded_size: int) -> None:
+    """The lossy compression marks transcode_instance writes for frames encoded in target_ts
+    (none for a lossless one): native_size bytes of native Pixel Data became encoded_size."""
+    method = frame_codecs.LOSSY_METHODS.get(target_ts)
+    if method:
+        _mark_lossy(dataset, method, native_size / max(encoded_size, 1))
 
 
 def _mark_lossy(dataset: Dataset, method: str, ratio: float) -> None:

@@ -21,7 +21,8 @@ from shared.errors import DicomStoreError, NotAcceptable
 logger = logging.getLogger(__name__)
 
 # Lossy targets write their compression ratio, known only once every frame is encoded, into
-# the header; JPEG XL recompression repacks stored JPEG frames. Both are transcoded whole.
+# the header: streaming_spool sends them. JPEG XL recompression repacks stored JPEG frames and
+# is transcoded whole.
 TARGETS = frozenset(
     {
         codecs.JPEG_LOSSLESS,
@@ -36,18 +37,18 @@ TARGETS = frozenset(
     }
 )
 NATIVE_SOURCES = streaming_native.SOURCES
-_ENCAPSULATED_PIXEL_HEADER = struct.pack(
+# The encapsulated Pixel Data element header and its empty Basic Offset Table.
+ENCAPSULATED_START = struct.pack(
     "<HH2sHI", PIXEL_DATA >> 16, PIXEL_DATA & 0xFFFF, b"OB", 0, 0xFFFFFFFF
-)
-_EMPTY_OFFSET_TABLE = b"\xfe\xff\x00\xe0\x00\x00\x00\x00"
-_SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
+) + struct.pack("<HHI", 0xFFFE, 0xE000, 0)
+SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
 # PS3.5 A.4: past this many bytes before the last item the whole transcode writes an
 # Extended Offset Table into the header, which a stream has already sent without one.
 _MAX_OFFSET = 2**32 - 1
 
 
 @dataclass(frozen=True)
-class _Source:
+class Source:
     """How to turn a stored frame into the native little endian frame the encoder takes."""
 
     syntax: str
@@ -55,6 +56,7 @@ class _Source:
     layout: Layout  # of the native frames
     frame_size: int
     swap_width: int  # big endian sources
+    native_size: int  # of the whole native Pixel Data value, as the whole transcode holds it
 
 
 def start_encoded_stream(
@@ -72,31 +74,61 @@ def start_encoded_stream(
     give a broken instance its error). A later frame that fails raises while streaming, so
     the response is aborted rather than sent wrong.
     """
-    source_ts = stored.syntax
-    if target_ts not in TARGETS or source_ts == target_ts:
+    if target_ts not in TARGETS:
         return None
-    prepared = _prepared(stored, frame_header, frame_count)
+    started = start_encoding(stored, target_ts, frame_header, frame_count, stored_frame)
+    if started is None:
+        return None
+    try:
+        head = codecs.write_part10(started.header) + ENCAPSULATED_START
+    except DicomStoreError as exc:
+        logger.info("the header does not transcode alone (%s): whole instance", exc)
+        return None
+    return _chunks(head, started.first, frame_count, started.next_frame)
+
+
+@dataclass(frozen=True)
+class Started:
+    """An encoded transcode whose header and first frame are done."""
+
+    header: Dataset  # as the whole transcode writes it, lossy compression marks aside
+    source: Source
+    first: bytes  # frame 1, encoded
+    next_frame: Callable[[int], bytes]  # frame n (1-based), encoded
+
+
+def start_encoding(
+    stored: StoredStart,
+    target_ts: str,
+    frame_header: Dataset,
+    frame_count: int,
+    stored_frame: StoredFrame,
+) -> Started | None:
+    """The header and frame 1 of an encapsulated target, or None for the whole transcode."""
+    source_ts = stored.syntax
+    if source_ts == target_ts:
+        return None
+    prepared = prepared_source(stored, frame_header, frame_count)
     if prepared is None:
         return None
     header, source = prepared
     if not codecs.can_transcode(source_ts, target_ts, header):
         return None
     try:
-        first = _encoded(source, target_ts, stored_frame(1), 1)
+        first = encoded_frame(source, target_ts, stored_frame(1), 1)
         codecs.set_encoded_layout(header, source.layout, target_ts)
-        header.file_meta.TransferSyntaxUID = pydicom.uid.UID(target_ts)
-        head = codecs.write_part10(header) + _ENCAPSULATED_PIXEL_HEADER + _EMPTY_OFFSET_TABLE
     except DicomStoreError as exc:
-        logger.info("frame 1 or the header does not transcode alone (%s): whole instance", exc)
+        logger.info("frame 1 does not transcode alone (%s): transcoding the whole instance", exc)
         return None
-    return _chunks(
-        head, first, frame_count, lambda n: _encoded(source, target_ts, stored_frame(n), n)
+    header.file_meta.TransferSyntaxUID = pydicom.uid.UID(target_ts)
+    return Started(
+        header, source, first, lambda n: encoded_frame(source, target_ts, stored_frame(n), n)
     )
 
 
-def _prepared(
+def prepared_source(
     stored: StoredStart, frame_header: Dataset, frame_count: int
-) -> tuple[Dataset, _Source] | None:
+) -> tuple[Dataset, Source] | None:
     """The stored header changed as decoding to native little endian changes it."""
     stored_head, header_length, source_ts = stored.head, stored.header_length, stored.syntax
     if source_ts in NATIVE_SOURCES:
@@ -104,7 +136,7 @@ def _prepared(
         if header is None or streaming_transcode.header_frame_count(header) != frame_count:
             return None
         pixels = streaming_native.stored_pixels(
-            stored_head, header_length, stored.size, source_ts, header
+            stored_head, header_length, stored.pixels_end, source_ts, header
         )
         layout = frame_codecs.layout_of(header)
         if pixels is None or layout is None or layout.bits_allocated % 8:
@@ -113,7 +145,8 @@ def _prepared(
         if frame_bits is None:
             return None
         codecs.native_header(header, source_ts)
-        return header, _Source(source_ts, header, layout, frame_bits // 8, pixels.swap_width)
+        frame_size, swap_width = frame_bits // 8, pixels.swap_width
+        return header, Source(source_ts, header, layout, frame_size, swap_width, pixels.length)
     header = streaming_transcode.stored_header(stored_head, header_length, source_ts, frame_count)
     if header is None:
         return None
@@ -122,10 +155,11 @@ def _prepared(
         return None
     streaming_transcode.native_header(header, layout, source_ts, frame_count)
     size = streaming_transcode.native_frame_size(layout)
-    return header, _Source(source_ts, frame_header, layout, size, 1)
+    native_size = frame_count * size + frame_count * size % 2  # decompress pads to even
+    return header, Source(source_ts, frame_header, layout, size, 1, native_size)
 
 
-def _native(source: _Source, stored: bytes, number: int) -> bytes:
+def _native(source: Source, stored: bytes, number: int) -> bytes:
     if source.syntax in NATIVE_SOURCES:
         native = codecs.byteswap(stored, source.swap_width)
     else:
@@ -137,7 +171,7 @@ def _native(source: _Source, stored: bytes, number: int) -> bytes:
     return native
 
 
-def _encoded(source: _Source, target_ts: str, stored: bytes, number: int) -> bytes:
+def encoded_frame(source: Source, target_ts: str, stored: bytes, number: int) -> bytes:
     native = _native(source, stored, number)
     try:
         return frame_codecs.encode_native_frame(native, source.layout, target_ts)
@@ -146,7 +180,7 @@ def _encoded(source: _Source, target_ts: str, stored: bytes, number: int) -> byt
 
 
 def _chunks(
-    head: bytes, first: bytes, frame_count: int, encoded_frame: Callable[[int], bytes]
+    head: bytes, first: bytes, frame_count: int, next_frame: Callable[[int], bytes]
 ) -> Iterator[bytes]:
     yield head
     del head
@@ -154,17 +188,17 @@ def _chunks(
     encoded = first
     for number in range(1, frame_count + 1):
         if number > 1:
-            encoded = _later_frame(encoded_frame, number)
+            encoded = _later_frame(next_frame, number)
         offset += len(encoded) + 8  # as codecs._set_encapsulated counts
         if number < frame_count and offset > _MAX_OFFSET:
             raise streaming_native.aborted("the frames need an Extended Offset Table in the header")
         yield b"".join(itemize_frame(encoded, 1))
         del encoded  # not alive while the next one is encoded
-    yield _SEQUENCE_DELIMITER
+    yield SEQUENCE_DELIMITER
 
 
-def _later_frame(encoded_frame: Callable[[int], bytes], number: int) -> bytes:
+def _later_frame(next_frame: Callable[[int], bytes], number: int) -> bytes:
     try:
-        return encoded_frame(number)
+        return next_frame(number)
     except DicomStoreError as exc:
         raise streaming_native.aborted(exc.message) from exc

@@ -55,6 +55,12 @@ class StoredStart:
     header_length: int  # every element before the pixel data
     size: int  # of the whole stored instance
     syntax: str
+    trailer_offset: int = 0  # where elements after the pixel data start (0: none follow)
+
+    @property
+    def pixels_end(self) -> int:
+        """Where the pixel data element ends: the elements after it are the caller's."""
+        return self.trailer_offset or self.size
 
 
 def start_native_resyntax(
@@ -62,20 +68,19 @@ def start_native_resyntax(
 ) -> Iterator[bytes] | None:
     """The bytes codecs.transcode_instance(instance, target_ts) returns, in bounded chunks.
 
-    The native Pixel Data must be the stored instance's last element and end it.
-    Everything is checked before the first byte: None means the instance does not fit this
-    path and the whole-instance transcode must decide. Stored bytes that run out early or go
-    on past stored.size raise StreamAborted while streaming, so the response is cut short
-    rather than sent wrong.
+    The native Pixel Data must end at stored.pixels_end (the elements after it are the
+    caller's to send). Everything is checked before the first byte: None means the instance
+    does not fit this path and the whole-instance transcode must decide. Stored bytes that run
+    out early or go on past stored.size raise StreamAborted while streaming, so the response
+    is cut short rather than sent wrong.
     """
-    stored_head, header_length, stored_size = stored.head, stored.header_length, stored.size
-    source_ts = stored.syntax
+    stored_head, header_length, source_ts = stored.head, stored.header_length, stored.syntax
     if source_ts not in SOURCES or target_ts not in TARGETS or source_ts == target_ts:
         return None
     header = stored_header(stored_head[:header_length], source_ts)
     if header is None:
         return None
-    pixels = stored_pixels(stored_head, header_length, stored_size, source_ts, header)
+    pixels = stored_pixels(stored_head, header_length, stored.pixels_end, source_ts, header)
     if pixels is None:
         return None
     try:
@@ -84,7 +89,7 @@ def start_native_resyntax(
         logger.info("the header does not re-encode alone (%s): transcoding the whole instance", exc)
         return None
     head += _pixel_element_header(pixels, target_ts)
-    return _chunks(head, pixels, stored_size, open_stored)
+    return _chunks(head, pixels, stored, open_stored)
 
 
 def stored_header(stored_bytes: bytes, source_ts: str) -> Dataset | None:
@@ -111,9 +116,9 @@ def _target_for_checks(source_ts: str) -> str:
 
 
 def stored_pixels(
-    stored_head: bytes, header_length: int, stored_size: int, source_ts: str, header: Dataset
+    stored_head: bytes, header_length: int, pixels_end: int, source_ts: str, header: Dataset
 ) -> StoredPixels | None:
-    """The Pixel Data element at header_length, if it is native and ends the instance."""
+    """The Pixel Data element at header_length, if it is native and ends at pixels_end."""
     element = stored_head[header_length:]
     if source_ts == codecs.IMPLICIT_VR_LE:
         if len(element) < 8:
@@ -130,8 +135,8 @@ def stored_pixels(
             return None
     if (group << 16 | number) != PIXEL_DATA or length == _UNDEFINED_LENGTH:
         return None
-    if value_offset + length != stored_size:
-        return None  # something follows the pixel data, or the index disagrees: whole path
+    if value_offset + length != pixels_end:
+        return None  # the index disagrees: whole path
     swap_width = 1
     if source_ts == codecs.EXPLICIT_VR_BE:
         width = codecs.pixel_swap_width(vr, _int(header.get("BitsAllocated")))
@@ -158,8 +163,9 @@ def _pixel_element_header(pixels: StoredPixels, target_ts: str) -> bytes:
 
 
 def _chunks(
-    head: bytes, pixels: StoredPixels, stored_size: int, open_stored: OpenStored
+    head: bytes, pixels: StoredPixels, stored_start: StoredStart, open_stored: OpenStored
 ) -> Iterator[bytes]:
+    stored_size = stored_start.size
     yield head
     del head
     with open_stored() as stored:
@@ -172,7 +178,7 @@ def _chunks(
             remaining -= len(chunk)
             yield codecs.byteswap(chunk, pixels.swap_width)
             del chunk
-        if stored.read(1):
+        if stored_start.pixels_end == stored_size and stored.read(1):
             raise aborted(f"the stored instance goes on past its {stored_size} bytes")
     if pixels.length % 2:
         yield b"\0"

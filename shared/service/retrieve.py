@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
 from pydicom import Dataset, dcmread
@@ -16,6 +16,8 @@ from shared.dicom import (
     json_model,
     streaming_encode,
     streaming_native,
+    streaming_spool,
+    streaming_trailer,
     streaming_transcode,
 )
 from shared.domain.identifiers import validate_uid
@@ -134,53 +136,105 @@ def native_stream(
 ) -> Iterator[bytes] | None:
     """transcode_instance's bytes in pieces, or None when the instance needs it whole.
 
-    When the pixel data is the instance's last element: one ranged read of the header, then
-    the pixel data frame by frame (compressed sources to Explicit VR LE, Google's default, and
-    any source to a lossless compressed syntax) or in 1 MiB chunks (native to another native
-    syntax), so the peak memory is a frame or two, not three times the instance.
+    One ranged read of the header, then the pixel data frame by frame (compressed sources to
+    Explicit VR LE, Google's default, and any source to a lossless compressed syntax) or in
+    1 MiB chunks (native to another native syntax), so the peak memory is a frame or two, not
+    three times the instance. Lossy targets encode every frame into a temporary file first
+    (the header holds the compression ratio), then send it back in chunks. Elements after the
+    pixel data (up to streaming_trailer.MAX_SIZE) are re-encoded and sent last.
     """
-    if record.header_length <= 0 or record.trailer_offset != 0:
+    if record.header_length <= 0:
         return None
+    start = _stream_start(record, target)
+    if start is None:
+        return None
+    stored = _stored_start(services, record)
+    trailer = _target_trailer(services, record, stored, target)
+    if trailer is None:
+        return None
+    stream = start(services, record, stored, target)
+    if stream is None or not trailer:
+        return stream
+    return streaming_trailer.followed_by(stream, trailer)
+
+
+_StreamStart = Callable[
+    [Services, InstanceRecord, streaming_native.StoredStart, str], Iterator[bytes] | None
+]
+
+
+def _stream_start(record: InstanceRecord, target: str) -> _StreamStart | None:
     source = record.transfer_syntax
     native_pair = source in streaming_native.SOURCES and target in streaming_native.TARGETS
     if native_pair and record.number_of_frames:  # without pixel data the header is all of it
-        return _native_resyntax(services, record, target)
+        return _native_resyntax
     if target == codecs.EXPLICIT_VR_LE and _is_encapsulated(source) and record.frames:
-        return _decoded_stream(services, record)
-    if target in streaming_encode.TARGETS and record.frames and source != _DEFLATED:
-        return _encoded_stream(services, record, target)
+        return _decoded_stream
+    if record.frames and source != _DEFLATED:
+        if target in streaming_encode.TARGETS:
+            return _encoded_stream
+        if target in streaming_spool.TARGETS:
+            return _spooled_stream
     return None
 
 
+def _target_trailer(
+    services: Services, record: InstanceRecord, stored: streaming_native.StoredStart, target: str
+) -> bytes | None:
+    """The elements after the pixel data in target (b"": none), None for the whole path."""
+    if not record.trailer_offset:
+        return b""
+    length = record.size - record.trailer_offset
+    if length > streaming_trailer.MAX_SIZE:
+        return None
+    data = services.blobs.read_range(record.blob_key, record.trailer_offset, length)
+    if len(data) != length:
+        return None  # the blob is not what the index says: the whole path reports it
+    header = stored.head[: stored.header_length]
+    return streaming_trailer.target_trailer(header, data, record.transfer_syntax, target)
+
+
 def _native_resyntax(
-    services: Services, record: InstanceRecord, target: str
+    services: Services, record: InstanceRecord, stored: streaming_native.StoredStart, target: str
 ) -> Iterator[bytes] | None:
     return streaming_native.start_native_resyntax(
-        _stored_start(services, record), target, lambda: services.blobs.open(record.blob_key)
+        stored, target, lambda: services.blobs.open(record.blob_key)
     )
 
 
-def _decoded_stream(services: Services, record: InstanceRecord) -> Iterator[bytes] | None:
+def _decoded_stream(
+    services: Services, record: InstanceRecord, stored: streaming_native.StoredStart, target: str
+) -> Iterator[bytes] | None:
     return streaming_transcode.start_native_stream(
-        _stored_start(services, record).head,
+        stored.head,
         record.header_length,
         record.transfer_syntax,
         pixel_header(record),
         len(record.frames),
-        lambda number: _read_frame(services, record, number),
+        _frame_reader(services, record),
     )
 
 
 def _encoded_stream(
-    services: Services, record: InstanceRecord, target: str
+    services: Services, record: InstanceRecord, stored: streaming_native.StoredStart, target: str
 ) -> Iterator[bytes] | None:
-    return streaming_encode.start_encoded_stream(
-        _stored_start(services, record),
-        target,
-        pixel_header(record),
-        len(record.frames),
-        lambda number: _read_frame(services, record, number),
+    frame_header, frame_count = pixel_header(record), len(record.frames)
+    frames = _frame_reader(services, record)
+    return streaming_encode.start_encoded_stream(stored, target, frame_header, frame_count, frames)
+
+
+def _spooled_stream(
+    services: Services, record: InstanceRecord, stored: streaming_native.StoredStart, target: str
+) -> Iterator[bytes] | None:
+    frame_header, frame_count = pixel_header(record), len(record.frames)
+    frames, spool_dir = _frame_reader(services, record), services.tmp_dir
+    return streaming_spool.start_spooled_stream(
+        stored, target, frame_header, frame_count, frames, spool_dir
     )
+
+
+def _frame_reader(services: Services, record: InstanceRecord) -> Callable[[int], bytes]:
+    return lambda number: _read_frame(services, record, number)
 
 
 def _stored_start(services: Services, record: InstanceRecord) -> streaming_native.StoredStart:
@@ -192,7 +246,7 @@ def _stored_start(services: Services, record: InstanceRecord) -> streaming_nativ
     length = record.header_length + pixel_element
     head = services.blobs.read_range(record.blob_key, 0, length)
     return streaming_native.StoredStart(
-        head, record.header_length, record.size, record.transfer_syntax
+        head, record.header_length, record.size, record.transfer_syntax, record.trailer_offset
     )
 
 

@@ -30,14 +30,11 @@ _DIRECTORIES = {
     "pydicom-data": Path(os.path.dirname(data_store.__file__)) / "data",
     "pydicom": Path(os.path.dirname(pydicom.__file__)) / "data" / "test_files",
 }
-# Encapsulated files that fall back to the whole-instance transcode, and why. The first two
-# do not decode at all: the fallback exists so that they get the whole transcode's 406.
+# Encapsulated files that fall back to the whole-instance transcode, and why. Neither decodes
+# at all: the fallback exists so that they get the whole transcode's 406.
 FALLBACKS = {
     "pydicom/JPEG-lossy.dcm": "no decoder here reads its 12-bit JPEG extended frame",
     "pydicom/JPEG2000-embedded-sequence-delimiter.dcm": "its frame is not a J2K codestream",
-    "pydicom/MR_small_RLE.dcm": "elements follow the pixel data",
-    "pydicom/MR_small_jp2klossless.dcm": "elements follow the pixel data",
-    "pydicom/MR_small_jpeg_ls_lossless.dcm": "elements follow the pixel data",
 }
 ENCAPSULATED_SYNTAXES = [
     codecs.JPEG_BASELINE,
