@@ -187,9 +187,11 @@ def _target_trailer(
     length = record.size - record.trailer_offset
     if length > streaming_trailer.MAX_SIZE:
         return None
-    data = services.blobs.read_range(record.blob_key, record.trailer_offset, length)
+    # One byte more than the index promises: a blob that goes on past record.size is caught
+    # here, as the streams without a trailer catch it after their last pixel byte.
+    data = services.blobs.read_range(record.blob_key, record.trailer_offset, length + 1)
     if len(data) != length:
-        return None  # the blob is not what the index says: the whole path reports it
+        return None  # the blob is not what the index says: the whole path decides
     header = stored.head[: stored.header_length]
     return streaming_trailer.target_trailer(header, data, record.transfer_syntax, target)
 

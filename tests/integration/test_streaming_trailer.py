@@ -78,6 +78,19 @@ def test_a_trailer_larger_than_the_limit_is_transcoded_whole(
     assert sent == whole_transcode(data, codecs.EXPLICIT_VR_LE)
 
 
+@pytest.mark.local_only
+@pytest.mark.parametrize("change", ["shorter", "longer"])
+def test_a_blob_that_differs_from_the_index_past_the_pixels_is_not_streamed(
+    client: FlaskClient, services: Services, change: str
+) -> None:
+    data = _with_trailer("8-bit, odd length", codecs.IMPLICIT_VR_LE, padding=64)
+    record = _stored(client, services, data)
+    assert retrieve.native_stream(services, record, codecs.EXPLICIT_VR_LE) is not None
+    changed = data[:-1] if change == "shorter" else data + b"\0\0"
+    services.blobs.put(record.blob_key, io.BytesIO(changed))
+    assert retrieve.native_stream(services, record, codecs.EXPLICIT_VR_LE) is None
+
+
 def _explicit_le_element(tag: int, vr: bytes, value: bytes) -> bytes:
     return struct.pack("<HH2sH", tag >> 16, tag & 0xFFFF, vr, len(value)) + value
 
