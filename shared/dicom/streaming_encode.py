@@ -42,9 +42,6 @@ ENCAPSULATED_START = struct.pack(
     "<HH2sHI", PIXEL_DATA >> 16, PIXEL_DATA & 0xFFFF, b"OB", 0, 0xFFFFFFFF
 ) + struct.pack("<HHI", 0xFFFE, 0xE000, 0)
 SEQUENCE_DELIMITER = b"\xfe\xff\xdd\xe0\x00\x00\x00\x00"
-# PS3.5 A.4: past this many bytes before the last item the whole transcode writes an
-# Extended Offset Table into the header, which a stream has already sent without one.
-_MAX_OFFSET = 2**32 - 1
 
 
 @dataclass(frozen=True)
@@ -189,8 +186,10 @@ def _chunks(
     for number in range(1, frame_count + 1):
         if number > 1:
             encoded = _later_frame(next_frame, number)
-        offset += len(encoded) + 8  # as codecs._set_encapsulated counts
-        if number < frame_count and offset > _MAX_OFFSET:
+        # Past codecs.MAX_BASIC_OFFSET before the last item the whole transcode writes an
+        # Extended Offset Table into the header, which a stream has already sent without one.
+        offset += len(encoded) + 8  # as codecs.needs_extended_offsets counts
+        if number < frame_count and offset > codecs.MAX_BASIC_OFFSET:
             raise streaming_native.aborted("the frames need an Extended Offset Table in the header")
         yield b"".join(itemize_frame(encoded, 1))
         del encoded  # not alive while the next one is encoded
