@@ -171,8 +171,7 @@ def _bucket(env: Mapping[str, str], name: str, default: str) -> str:
 def _folder(env: Mapping[str, str], name: str, default: str) -> str:
     """An object-name prefix such as "tmp/exports/": no leading '/', one trailing '/'."""
     value = env.get(name) or default
-    segments = value.removesuffix("/").split("/")
-    if not value.endswith("/") or any(s in ("", ".", "..") for s in segments):
+    if not value.endswith("/") or not _plain_path(value.removesuffix("/")):
         raise ConfigurationError(
             f"{name} must be an object-name prefix such as 'tmp/exports/' (no leading '/',"
             f" no empty, '.' or '..' segments, a trailing '/'), got {value!r}"
@@ -180,13 +179,15 @@ def _folder(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
+def _plain_path(path: str) -> bool:
+    """True when no segment of a '/'-separated object path is empty, '.' or '..'."""
+    return not any(segment in ("", ".", "..") for segment in path.split("/"))
+
+
 def _after(env: Mapping[str, str], name: str) -> str:
     value = env.get(name) or "keep"
     action, _, prefix = value.partition(":")
-    segments = prefix.strip("/").split("/")
-    if value in ("keep", "delete") or (
-        action == "move" and not any(s in ("", ".", "..") for s in segments)
-    ):
+    if value in ("keep", "delete") or (action == "move" and _plain_path(prefix.strip("/"))):
         return value
     raise ConfigurationError(f"{name} must be keep, delete or move:PREFIX, got {value!r}")
 
