@@ -130,6 +130,23 @@ def write_part10(dataset: Dataset) -> bytes:
     return _write(dataset)
 
 
+def read_stored_header(stored_bytes: bytes, source_ts: str) -> Dataset | None:
+    """The elements before the pixel data of a stored instance, if they say they are source_ts.
+
+    None, for the caller's whole-instance path, when they do not parse alone or name another
+    transfer syntax.
+    """
+    try:
+        # force: uploads without the 128-byte preamble are stored as sent (validated at ingest).
+        header = pydicom.dcmread(io.BytesIO(stored_bytes), force=True, stop_before_pixels=True)
+    except Exception as exc:  # untrusted bytes: pydicom raises many exception types
+        logger.info("the header does not parse alone (%s): transcoding the whole instance", exc)
+        return None
+    if str(header.file_meta.get("TransferSyntaxUID", "")) != source_ts:
+        return None
+    return header
+
+
 def write_native_header(header: Dataset, source_ts: str, target_ts: str) -> bytes:
     """What transcode_instance writes before the pixel data, for native to native targets.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import struct
 from collections.abc import Callable, Iterator
@@ -10,7 +9,6 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import BinaryIO
 
-import pydicom
 from pydicom.dataset import Dataset
 
 from shared.dicom import codecs
@@ -94,13 +92,8 @@ def start_native_resyntax(
 
 def stored_header(stored_bytes: bytes, source_ts: str) -> Dataset | None:
     """The data set before the pixel data, if it is encoded as source_ts promises."""
-    try:
-        # force: uploads without the 128-byte preamble are stored as sent (validated at ingest).
-        header = pydicom.dcmread(io.BytesIO(stored_bytes), force=True, stop_before_pixels=True)
-    except Exception as exc:  # untrusted bytes: pydicom raises many exception types
-        logger.info("the header does not parse alone (%s): transcoding the whole instance", exc)
-        return None
-    if str(header.file_meta.get("TransferSyntaxUID", "")) != source_ts:
+    header = codecs.read_stored_header(stored_bytes, source_ts)
+    if header is None:
         return None
     promised = (source_ts == codecs.IMPLICIT_VR_LE, source_ts != codecs.EXPLICIT_VR_BE)
     if tuple(header.original_encoding[:2]) != promised:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 import struct
 from collections.abc import Callable, Iterator
@@ -87,14 +86,8 @@ def stored_header(
     pixel_element = stored_head[header_length:]
     if not pixel_element.startswith(_ENCAPSULATED_PIXEL_HEADERS):
         return None
-    data = io.BytesIO(stored_head[:header_length])
-    try:
-        # force: uploads without the 128-byte preamble are stored as sent (validated at ingest).
-        header = pydicom.dcmread(data, force=True, stop_before_pixels=True)
-    except Exception as exc:  # untrusted bytes: pydicom raises many exception types
-        logger.info("the header does not parse alone (%s): transcoding the whole instance", exc)
-        return None
-    if str(header.file_meta.get("TransferSyntaxUID", "")) != source_ts:
+    header = codecs.read_stored_header(stored_head[:header_length], source_ts)
+    if header is None:
         return None
     if "PhotometricInterpretation" not in header or header_frame_count(header) != frame_count:
         return None  # pydicom would decide these from the pixel data itself
